@@ -1,0 +1,466 @@
+"""Standard recurrent cells: Elman RNN, GRU, minimal gated unit and LSTM.
+
+Every factory returns a :class:`jaxrnn.Cell`. Layouts follow PyTorch's gate
+order (LSTM ``i, f, g, o``; GRU ``r, z, n``) with kernels stored as
+``(in_features, gates * H)`` so a step is ``x @ w_x + h @ w_h + b``; see the
+README's conventions table for the mapping onto flax, Haiku and Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._src import base
+from jaxrnn._src import initializers as inits
+
+Array = jax.Array
+
+
+def _bcast(v: Array, like: Array) -> Array:
+  """Reshapes a ``(F,)`` vector to broadcast against ``(*batch, F)`` without rank promotion."""
+  return v.reshape((1,) * (like.ndim - v.ndim) + v.shape)
+
+
+def _zeros_carry(hidden_size: int, batch_shape: Any, dtype: Any) -> Array:
+  batch_shape = base.check_batch_shape(batch_shape)
+  dtype = base.check_floating_dtype("dtype", dtype)
+  return jnp.zeros((*batch_shape, hidden_size), dtype)
+
+
+def _check_h(h: Any, x: Array, hidden_size: int, name: str = "carry") -> None:
+  expected = jax.ShapeDtypeStruct((*x.shape[:-1], hidden_size), x.dtype)
+  base.check_carry(h, expected, tuple(x.shape[:-1]), name=name)
+
+
+def _input_size(w_x: Array) -> int:
+  return int(w_x.shape[0])
+
+
+# ----------------------------------------------------------------------------
+# Elman RNN
+
+
+class ElmanParams(NamedTuple):
+  """Parameters of :func:`elman`."""
+
+  w_x: Array  # shape=(input_size, H)
+  w_h: Array  # shape=(H, H)
+  b: Array | None  # shape=(H,); None when bias=False
+
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def elman(
+  hidden_size: int,
+  *,
+  nonlinearity: str = "tanh",
+  bias: bool = True,
+  kernel_init: inits.Initializer = inits.lecun_normal(),
+  recurrent_init: inits.Initializer = inits.orthogonal(),
+  bias_init: inits.Initializer = inits.zeros,
+  param_dtype: Any = jnp.float32,
+) -> base.Cell:
+  r"""The Elman RNN (``torch.nn.RNN``, flax ``SimpleCell``).
+
+  .. math::
+
+    h' = \phi(x W_x + h W_h + b), \qquad y = h'
+
+  with :math:`\phi` ``tanh`` or ``relu``. PyTorch's two biases
+  ``b_ih + b_hh`` fold into the single ``b``.
+
+  Args:
+    hidden_size: ``H``, the number of hidden units.
+    nonlinearity: ``"tanh"`` or ``"relu"``.
+    bias: whether ``b`` exists.
+    kernel_init: initialiser of ``w_x``, shape ``(input_size, H)``.
+    recurrent_init: initialiser of ``w_h``, shape ``(H, H)``.
+    bias_init: initialiser of ``b``, shape ``(H,)``.
+    param_dtype: dtype of every parameter.
+
+  Returns:
+    A :class:`jaxrnn.Cell` with params :class:`ElmanParams`, carry ``h: (*batch, H)``
+    and output ``y = h: (*batch, H)``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> cell = jaxrnn.elman(4)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> h, y = cell.apply(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> y.shape
+    (2, 4)
+
+  References:
+    Elman, "Finding structure in time", Cognitive Science, 1990.
+  """
+  base.check_positive_int("hidden_size", hidden_size)
+  base.check_choice("nonlinearity", nonlinearity, tuple(_ACTIVATIONS))
+  act = _ACTIVATIONS[nonlinearity]
+  param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
+
+  def init_fn(key: Array, input_size: int) -> ElmanParams:
+    base.check_positive_int("input_size", input_size)
+    kx, kh, kb = jax.random.split(key, 3)
+    return ElmanParams(
+      w_x=kernel_init(kx, (input_size, hidden_size), param_dtype),
+      w_h=recurrent_init(kh, (hidden_size, hidden_size), param_dtype),
+      b=bias_init(kb, (hidden_size,), param_dtype) if bias else None,
+    )
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
+    return _zeros_carry(hidden_size, batch_shape, dtype)
+
+  def apply_fn(params: ElmanParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    _check_h(carry, x, hidden_size)
+    z = x @ params.w_x + carry @ params.w_h
+    if params.b is not None:
+      z = z + _bcast(params.b, z)
+    h = act(z)
+    return h, h
+
+  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+
+
+# ----------------------------------------------------------------------------
+# GRU
+
+
+class GRUParams(NamedTuple):
+  """Parameters of :func:`gru`; gate order ``r, z, n`` along the last axis."""
+
+  w_x: Array  # shape=(input_size, 3H)
+  w_h: Array  # shape=(H, 3H)
+  b: Array | None  # shape=(3H,); input-side bias (PyTorch's b_ih + b_hh for r, z; b_in for n)
+  b_hn: Array | None  # shape=(H,); recurrent candidate bias inside r * (...); None unless reset_after and bias
+
+
+def gru(
+  hidden_size: int,
+  *,
+  reset_after: bool = True,
+  bias: bool = True,
+  kernel_init: inits.Initializer = inits.lecun_normal(),
+  recurrent_init: inits.Initializer = inits.orthogonal(),
+  bias_init: inits.Initializer = inits.zeros,
+  gate_bias: Mapping[str, Any] | None = None,
+  param_dtype: Any = jnp.float32,
+) -> base.Cell:
+  r"""The gated recurrent unit.
+
+  With ``reset_after=True`` (PyTorch, flax, cuDNN, Keras' default):
+
+  .. math::
+
+    r &= \sigma(x W_{xr} + h W_{hr} + b_r) \\
+    z &= \sigma(x W_{xz} + h W_{hz} + b_z) \\
+    n &= \tanh(x W_{xn} + b_n + r \odot (h W_{hn} + b_{hn})) \\
+    h' &= (1 - z) \odot n + z \odot h, \qquad y = h'
+
+  With ``reset_after=False`` (Cho et al. 2014; Haiku, Trax), the reset gate
+  acts on ``h`` before the recurrent product and there is no ``b_hn``:
+  :math:`n = \tanh(x W_{xn} + (r \odot h) W_{hn} + b_n)`.
+
+  The other sign convention in the literature, :math:`h' = (1 - u) h + u n`
+  (Haiku, Cho et al.), is this one with :math:`u = 1 - z`, i.e. negate the
+  update gate's weights and bias: ``w_x[:, H:2H]``, ``w_h[:, H:2H]`` and
+  ``b[H:2H]``.
+
+  Args:
+    hidden_size: ``H``.
+    reset_after: where the reset gate applies (see above).
+    bias: whether ``b`` (and ``b_hn``) exist.
+    kernel_init: initialiser of each gate's ``(input_size, H)`` block of ``w_x``.
+    recurrent_init: initialiser of each gate's ``(H, H)`` block of ``w_h``.
+    bias_init: initialiser of each gate's bias.
+    gate_bias: explicit bias values per gate, e.g. ``{"z": 1.0}``; a scalar or
+      an ``(H,)`` array for any of ``"r"``, ``"z"``, ``"n"``.
+    param_dtype: dtype of every parameter.
+
+  Returns:
+    A :class:`jaxrnn.Cell` with params :class:`GRUParams`, carry
+    ``h: (*batch, H)`` and output ``y = h``.
+
+  References:
+    Cho et al., "Learning phrase representations using RNN encoder-decoder", 2014.
+  """
+  base.check_positive_int("hidden_size", hidden_size)
+  param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
+  if not isinstance(reset_after, bool):
+    raise TypeError(f"reset_after must be a bool, got {reset_after!r}")
+  H = hidden_size
+
+  def init_fn(key: Array, input_size: int) -> GRUParams:
+    base.check_positive_int("input_size", input_size)
+    kx, kh, kb, kn = jax.random.split(key, 4)
+    b = b_hn = None
+    if bias:
+      b = inits.gate_biases(kb, H, ("r", "z", "n"), bias_init, gate_bias, param_dtype)
+      if reset_after:
+        b_hn = bias_init(kn, (H,), param_dtype)
+    elif gate_bias:
+      raise ValueError("gate_bias was given but bias=False")
+    return GRUParams(
+      w_x=inits.per_gate(kx, kernel_init, (input_size, 3 * H), 3, param_dtype),
+      w_h=inits.per_gate(kh, recurrent_init, (H, 3 * H), 3, param_dtype),
+      b=b,
+      b_hn=b_hn,
+    )
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
+    return _zeros_carry(H, batch_shape, dtype)
+
+  def apply_fn(params: GRUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    _check_h(carry, x, H)
+    h = carry
+    gx = x @ params.w_x
+    if params.b is not None:
+      gx = gx + _bcast(params.b, gx)
+    if reset_after:
+      gh = h @ params.w_h
+      r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
+      z = jax.nn.sigmoid(gx[..., H : 2 * H] + gh[..., H : 2 * H])
+      hn = gh[..., 2 * H :]
+      if params.b_hn is not None:
+        hn = hn + _bcast(params.b_hn, hn)
+      n = jnp.tanh(gx[..., 2 * H :] + r * hn)
+    else:
+      gh = h @ params.w_h[:, : 2 * H]
+      r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
+      z = jax.nn.sigmoid(gx[..., H : 2 * H] + gh[..., H:])
+      n = jnp.tanh(gx[..., 2 * H :] + (r * h) @ params.w_h[:, 2 * H :])
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+
+
+# ----------------------------------------------------------------------------
+# Minimal gated unit
+
+
+class MGUParams(NamedTuple):
+  """Parameters of :func:`mgu`; gate order ``f, n`` along the last axis."""
+
+  w_x: Array  # shape=(input_size, 2H)
+  w_h: Array  # shape=(H, 2H)
+  b: Array | None  # shape=(2H,); input-side biases b_f, b_n
+  b_hn: Array | None  # shape=(H,); recurrent candidate bias inside f * (...); None unless reset_gate and bias
+
+
+def mgu(
+  hidden_size: int,
+  *,
+  reset_gate: bool = True,
+  bias: bool = True,
+  kernel_init: inits.Initializer = inits.lecun_normal(),
+  recurrent_init: inits.Initializer = inits.orthogonal(),
+  bias_init: inits.Initializer = inits.zeros,
+  forget_bias: float = 1.0,
+  gate_bias: Mapping[str, Any] | None = None,
+  param_dtype: Any = jnp.float32,
+) -> base.Cell:
+  r"""The minimal gated unit: a GRU whose single gate both forgets and resets.
+
+  The equations of flax's ``MGUCell``:
+
+  .. math::
+
+    f &= \sigma(x W_{xf} + b_f + h W_{hf}) \\
+    n &= \tanh(x W_{xn} + b_n + f \odot (h W_{hn} + b_{hn})) \\
+    h' &= (1 - f) \odot n + f \odot h, \qquad y = h'
+
+  With ``reset_gate=False`` the candidate is
+  :math:`n = \tanh(x W_{xn} + b_n + h W_{hn})` and there is no ``b_hn``.
+
+  Args:
+    hidden_size: ``H``.
+    reset_gate: whether ``f`` also gates the candidate's recurrent term.
+    bias: whether the biases exist.
+    kernel_init, recurrent_init, bias_init: per-gate initialisers.
+    forget_bias: initial value of ``b_f`` (flax: ones, as Jozefowicz et al. 2015).
+    gate_bias: explicit bias values per gate (``"f"``, ``"n"``); overrides
+      ``forget_bias``.
+    param_dtype: dtype of every parameter.
+
+  References:
+    Zhou, Wu, Zhang, Zhou, "Minimal gated unit for recurrent neural networks", 2016.
+  """
+  base.check_positive_int("hidden_size", hidden_size)
+  param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
+  H = hidden_size
+  overrides = {"f": forget_bias, **(gate_bias or {})}
+
+  def init_fn(key: Array, input_size: int) -> MGUParams:
+    base.check_positive_int("input_size", input_size)
+    kx, kh, kb, kn = jax.random.split(key, 4)
+    b = b_hn = None
+    if bias:
+      b = inits.gate_biases(kb, H, ("f", "n"), bias_init, overrides, param_dtype)
+      if reset_gate:
+        b_hn = bias_init(kn, (H,), param_dtype)
+    return MGUParams(
+      w_x=inits.per_gate(kx, kernel_init, (input_size, 2 * H), 2, param_dtype),
+      w_h=inits.per_gate(kh, recurrent_init, (H, 2 * H), 2, param_dtype),
+      b=b,
+      b_hn=b_hn,
+    )
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
+    return _zeros_carry(H, batch_shape, dtype)
+
+  def apply_fn(params: MGUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    _check_h(carry, x, H)
+    h = carry
+    gx = x @ params.w_x
+    if params.b is not None:
+      gx = gx + _bcast(params.b, gx)
+    gh = h @ params.w_h
+    f = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
+    hn = gh[..., H:]
+    if reset_gate:
+      if params.b_hn is not None:
+        hn = hn + _bcast(params.b_hn, hn)
+      hn = f * hn
+    n = jnp.tanh(gx[..., H:] + hn)
+    h = (1.0 - f) * n + f * h
+    return h, h
+
+  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+
+
+# ----------------------------------------------------------------------------
+# LSTM
+
+
+class LSTMParams(NamedTuple):
+  """Parameters of :func:`lstm`; gate order ``i, f, g, o`` (``i, g, o`` without forget gate)."""
+
+  w_x: Array  # shape=(input_size, G*H), G = 4 (3 with forget_gate=False)
+  w_h: Array  # shape=(H, G*H)
+  b: Array | None  # shape=(G*H,); PyTorch's b_ih + b_hh
+  w_peep: Array | None  # shape=(G-1, H): diagonal peepholes c -> i, (f,) o; None unless peepholes
+
+
+class LSTMCarry(NamedTuple):
+  """Carry of :func:`lstm`."""
+
+  h: Array  # shape=(*batch, H), the output
+  c: Array  # shape=(*batch, H), the cell state
+
+
+def lstm(
+  hidden_size: int,
+  *,
+  forget_gate: bool = True,
+  peepholes: bool = False,
+  forget_bias: float = 1.0,
+  bias: bool = True,
+  kernel_init: inits.Initializer = inits.lecun_normal(),
+  recurrent_init: inits.Initializer = inits.orthogonal(),
+  bias_init: inits.Initializer = inits.zeros,
+  peephole_init: inits.Initializer = inits.zeros,
+  gate_bias: Mapping[str, Any] | None = None,
+  param_dtype: Any = jnp.float32,
+) -> base.Cell:
+  r"""The long short-term memory cell.
+
+  .. math::
+
+    i &= \sigma(x W_{xi} + h W_{hi} + b_i + p_i \odot c) \\
+    f &= \sigma(x W_{xf} + h W_{hf} + b_f + p_f \odot c) \\
+    g &= \tanh(x W_{xg} + h W_{hg} + b_g) \\
+    c' &= f \odot c + i \odot g \\
+    o &= \sigma(x W_{xo} + h W_{ho} + b_o + p_o \odot c') \\
+    h' &= o \odot \tanh(c'), \qquad y = h'
+
+  The peephole terms ``p`` (Gers & Schmidhuber 2000) exist only with
+  ``peepholes=True``. With ``forget_gate=False`` there is no ``f`` and the
+  state is the constant error carousel :math:`c' = c + i \odot g` of the
+  1997 LSTM (use :func:`jaxrnn.lstm1997` for that paper's full architecture).
+
+  Args:
+    hidden_size: ``H``.
+    forget_gate: whether the forget gate exists.
+    peepholes: whether the diagonal cell-to-gate connections exist.
+    forget_bias: initial forget-gate bias (Jozefowicz et al. 2015 and Keras
+      use 1; PyTorch and flax 0).
+    bias: whether ``b`` exists.
+    kernel_init, recurrent_init, bias_init: per-gate initialisers.
+    peephole_init: initialiser of ``w_peep``.
+    gate_bias: explicit bias values per gate (``"i"``, ``"f"``, ``"g"``,
+      ``"o"``), each a scalar or an ``(H,)`` array; overrides ``forget_bias``.
+    param_dtype: dtype of every parameter.
+
+  Returns:
+    A :class:`jaxrnn.Cell` with params :class:`LSTMParams`, carry
+    :class:`LSTMCarry` and output ``y = h: (*batch, H)``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> cell = jaxrnn.lstm(8, peepholes=True)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> carry, ys = jaxrnn.unroll(cell, params, jnp.ones((5, 2, 3)))
+    >>> ys.shape, carry.c.shape
+    ((5, 2, 8), (2, 8))
+
+  References:
+    Hochreiter & Schmidhuber, "Long short-term memory", 1997; Gers,
+    Schmidhuber & Cummins, "Learning to forget", 2000; Gers & Schmidhuber,
+    "Recurrent nets that time and count", 2000.
+  """
+  base.check_positive_int("hidden_size", hidden_size)
+  param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
+  H = hidden_size
+  gates = ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
+  G = len(gates)
+  overrides = dict(gate_bias or {})
+  if forget_gate:
+    overrides = {"f": forget_bias, **overrides}
+
+  def init_fn(key: Array, input_size: int) -> LSTMParams:
+    base.check_positive_int("input_size", input_size)
+    kx, kh, kb, kp = jax.random.split(key, 4)
+    if not bias and gate_bias:
+      raise ValueError("gate_bias was given but bias=False")
+    return LSTMParams(
+      w_x=inits.per_gate(kx, kernel_init, (input_size, G * H), G, param_dtype),
+      w_h=inits.per_gate(kh, recurrent_init, (H, G * H), G, param_dtype),
+      b=inits.gate_biases(kb, H, gates, bias_init, overrides, param_dtype) if bias else None,
+      w_peep=peephole_init(kp, (G - 1, H), param_dtype) if peepholes else None,
+    )
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> LSTMCarry:
+    return LSTMCarry(_zeros_carry(H, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
+
+  def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    h_spec = jax.ShapeDtypeStruct((*x.shape[:-1], H), x.dtype)
+    base.check_carry(carry, LSTMCarry(h_spec, h_spec), tuple(x.shape[:-1]))
+    h, c = carry
+    z = x @ params.w_x + h @ params.w_h
+    if params.b is not None:
+      z = z + _bcast(params.b, z)
+    parts = dict(zip(gates, jnp.split(z, G, axis=-1)))
+    p = params.w_peep
+    if p is not None:
+      parts["i"] = parts["i"] + _bcast(p[0], c) * c
+      if forget_gate:
+        parts["f"] = parts["f"] + _bcast(p[1], c) * c
+    i = jax.nn.sigmoid(parts["i"])
+    g = jnp.tanh(parts["g"])
+    c = jax.nn.sigmoid(parts["f"]) * c + i * g if forget_gate else c + i * g
+    zo = parts["o"]
+    if p is not None:
+      zo = zo + _bcast(p[-1], c) * c
+    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+    return LSTMCarry(h, c), h
+
+  return base.Cell(init_fn, initial_carry_fn, apply_fn)

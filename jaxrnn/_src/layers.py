@@ -1,0 +1,334 @@
+"""Layers over whole sequences: a cell's unroll, stacks, bidirectional pairs, dropout and readouts.
+
+A :class:`Layer` is to a sequence what a :class:`jaxrnn.Cell` is to one step:
+three pure functions, with composite layers holding tuples of their
+children's params and carries (as optax's ``chain`` holds its children's
+states).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._src import base
+from jaxrnn._src import initializers as inits
+from jaxrnn._src import unroll as unroll_lib
+
+Array = jax.Array
+
+
+class LayerApplyFn(Protocol):
+  def __call__(
+    self,
+    params: base.Params,
+    xs: Array,
+    carry: base.Carry | None = None,
+    *,
+    lengths: Array | None = None,
+    key: Array | None = None,
+    time_major: bool | None = None,
+  ) -> tuple[base.Carry, Array]: ...
+
+
+class Layer(NamedTuple):
+  """A recurrent layer over whole sequences, as three pure functions.
+
+  Attributes:
+    init: ``init(key, input_size) -> params``.
+    initial_carry: ``initial_carry(batch_shape=(), dtype=jnp.float32) -> carry``.
+    apply: ``apply(params, xs, carry=None, *, lengths=None, key=None,
+      time_major=None) -> (final_carry, ys)``. ``xs`` is
+      ``(T, *batch, input_size)`` (or ``(*batch, T, input_size)`` when the
+      layer was built with ``time_major=False`` or ``time_major=False`` is
+      passed). ``key`` turns dropout on (training); without it the layer is
+      deterministic (inference).
+  """
+
+  init: base.InitFn
+  initial_carry: base.InitialCarryFn
+  apply: LayerApplyFn
+
+
+LayerLike = Layer | base.Cell
+
+
+def _time_major_wrapper(
+  apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool
+) -> LayerApplyFn:
+  def apply_fn(params, xs, carry=None, *, lengths=None, key=None, time_major=None):
+    tm = default_time_major if time_major is None else time_major
+    xs = unroll_lib.check_sequence(xs, time_major=tm)
+    if not tm:
+      xs = jnp.moveaxis(xs, -2, 0)
+    if lengths is not None:
+      lengths = unroll_lib.check_lengths(lengths, tuple(xs.shape[1:-1]))
+    if key is not None and not isinstance(key, jax.Array):
+      raise base.InputTypeError(f"key must be a PRNG key array (jax.random.key), got {type(key).__name__}")
+    carry, ys = apply_tm(params, xs, carry, lengths=lengths, key=key)
+    if not tm:
+      ys = jnp.moveaxis(ys, 0, -2)
+    return carry, ys
+
+  return apply_fn
+
+
+def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool = 1, time_major: bool = True) -> Layer:
+  """The layer that unrolls ``cell`` over a sequence (see :func:`jaxrnn.unroll`).
+
+  Args:
+    cell: a :class:`jaxrnn.Cell`.
+    reverse: process sequences from their last valid step to their first.
+    unroll: steps per scan iteration.
+    time_major: the default layout of ``xs``.
+
+  Returns:
+    A :class:`Layer` whose params and carry are the cell's.
+  """
+  if not isinstance(cell, base.Cell):
+    raise base.InputTypeError(f"cell must be a jaxrnn.Cell, got {type(cell).__name__}")
+
+  def apply_tm(params, xs, carry, *, lengths, key):
+    del key  # a single cell has no dropout
+    return unroll_lib.unroll(cell, params, xs, carry, lengths=lengths, reverse=reverse, unroll=unroll)
+
+  return Layer(cell.init, cell.initial_carry, _time_major_wrapper(apply_tm, time_major))
+
+
+def _as_layer(layer: LayerLike, *, reverse: bool = False) -> Layer:
+  if isinstance(layer, base.Cell):
+    return rnn(layer, reverse=reverse)
+  if isinstance(layer, Layer):
+    return layer
+  raise base.InputTypeError(f"expected a jaxrnn.Cell or jaxrnn.Layer, got {type(layer).__name__}")
+
+
+def output_size(layer: LayerLike, params: base.Params, input_size: int) -> int:
+  """The feature size of ``layer``'s outputs, found by shape evaluation (no FLOPs)."""
+  layer = _as_layer(layer)
+  dtype = jax.tree.leaves(params)[0].dtype
+  _, ys = jax.eval_shape(
+    lambda p: layer.apply(p, jnp.zeros((1, 1, input_size), dtype), time_major=True), params
+  )
+  return int(ys.shape[-1])
+
+
+def dropout(key: Array, x: Array, rate: float, *, broadcast_time: bool = False) -> Array:
+  """Inverted dropout: zeroes each entry with probability ``rate``, scales the rest by ``1/(1-rate)``.
+
+  Args:
+    key: PRNG key.
+    x: ``(T, *batch, F)``.
+    rate: drop probability in ``[0, 1)``.
+    broadcast_time: variational dropout (Gal & Ghahramani 2016): one mask per
+      sequence, ``(*batch, F)``, reused at every time step.
+  """
+  if not 0.0 <= rate < 1.0:
+    raise base.InputError(f"dropout rate must be in [0, 1), got {rate}")
+  if rate == 0.0:
+    return x
+  shape = x.shape[1:] if broadcast_time else x.shape
+  keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+  if broadcast_time:
+    keep = keep[None]
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+_dropout = dropout  # `stacked` has an argument of the same name
+
+
+def stacked(
+  *layers: LayerLike,
+  dropout: float = 0.0,
+  variational: bool = False,
+  time_major: bool = True,
+) -> Layer:
+  """Layers applied one after the other, with dropout between them (not after the last).
+
+  This is PyTorch's ``num_layers`` with ``dropout``: each layer's output
+  sequence is the next layer's input. With ``variational=True`` each dropout
+  mask is drawn once per sequence and reused at every step.
+
+  Args:
+    *layers: :class:`jaxrnn.Cell` (unrolled forward) or :class:`Layer` objects.
+    dropout: drop probability between layers, used only when ``apply`` gets a ``key``.
+    variational: one dropout mask across time.
+    time_major: the default layout of ``xs``.
+
+  Returns:
+    A :class:`Layer` whose params and carry are tuples of the layers' params
+    and carries.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> net = jaxrnn.stacked(jaxrnn.lstm(8), jaxrnn.gru(4), dropout=0.1)
+    >>> params = net.init(jax.random.key(0), 3)
+    >>> carry, ys = net.apply(params, jnp.ones((5, 2, 3)), key=jax.random.key(1))
+    >>> ys.shape
+    (5, 2, 4)
+  """
+  if not layers:
+    raise base.InputError("stacked needs at least one layer")
+  children = tuple(_as_layer(layer) for layer in layers)
+  if not 0.0 <= dropout < 1.0:
+    raise base.InputError(f"dropout must be in [0, 1), got {dropout}")
+
+  def init_fn(key: Array, input_size: int) -> tuple[Any, ...]:
+    base.check_positive_int("input_size", input_size)
+    params = []
+    size = input_size
+    for k, child in zip(jax.random.split(key, len(children)), children):
+      p = child.init(k, size)
+      size = output_size(child, p, size)
+      params.append(p)
+    return tuple(params)
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, ...]:
+    return tuple(child.initial_carry(batch_shape, dtype) for child in children)
+
+  def apply_tm(params, xs, carry, *, lengths, key):
+    if not isinstance(params, tuple) or len(params) != len(children):
+      raise base.InputError(f"params must be a tuple of {len(children)} layers' params")
+    if carry is None:
+      carry = initial_carry_fn(xs.shape[1:-1], xs.dtype)
+    keys = jax.random.split(key, len(children)) if key is not None else [None] * len(children)
+    carries = []
+    for n, (child, p, c, k) in enumerate(zip(children, params, carry, keys)):
+      if n > 0 and k is not None and dropout > 0.0:
+        xs = _dropout(jax.random.fold_in(k, 0), xs, dropout, broadcast_time=variational)
+      c, xs = child.apply(p, xs, c, lengths=lengths, key=k, time_major=True)
+      carries.append(c)
+    return tuple(carries), xs
+
+  return Layer(init_fn, initial_carry_fn, _time_major_wrapper(apply_tm, time_major))
+
+
+MERGES = ("concat", "sum")
+
+
+def bidirectional(
+  forward: LayerLike,
+  backward: LayerLike,
+  *,
+  merge: str = "concat",
+  time_major: bool = True,
+) -> Layer:
+  """A forward and a length-aware backward layer over the same input, outputs merged.
+
+  Args:
+    forward: a Cell (unrolled forward) or a Layer.
+    backward: a Cell (unrolled in reverse over each sequence's valid steps) or
+      a Layer (used as given: build it with ``reverse=True``).
+    merge: ``"concat"`` (features ``[forward, backward]``, PyTorch's layout) or ``"sum"``.
+    time_major: the default layout of ``xs``.
+
+  Returns:
+    A :class:`Layer` with params ``(forward_params, backward_params)`` and
+    carry ``(forward_carry, backward_carry)``. The backward carry is its state
+    after reading each sequence's first step.
+  """
+  base.check_choice("merge", merge, MERGES)
+  fwd = _as_layer(forward)
+  bwd = _as_layer(backward, reverse=True)
+
+  def init_fn(key: Array, input_size: int) -> tuple[Any, Any]:
+    base.check_positive_int("input_size", input_size)
+    kf, kb = jax.random.split(key)
+    return fwd.init(kf, input_size), bwd.init(kb, input_size)
+
+  def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, Any]:
+    return fwd.initial_carry(batch_shape, dtype), bwd.initial_carry(batch_shape, dtype)
+
+  def apply_tm(params, xs, carry, *, lengths, key):
+    cf, cb = (None, None) if carry is None else carry
+    kf, kb = jax.random.split(key) if key is not None else (None, None)
+    cf, yf = fwd.apply(params[0], xs, cf, lengths=lengths, key=kf, time_major=True)
+    cb, yb = bwd.apply(params[1], xs, cb, lengths=lengths, key=kb, time_major=True)
+    if merge == "concat":
+      ys = jnp.concatenate([yf, yb], axis=-1)
+    else:
+      if yf.shape != yb.shape:
+        raise base.InputError(f"merge='sum' needs equal output sizes, got {yf.shape[-1]} and {yb.shape[-1]}")
+      ys = yf + yb
+    return (cf, cb), ys
+
+  return Layer(init_fn, initial_carry_fn, _time_major_wrapper(apply_tm, time_major))
+
+
+class DenseParams(NamedTuple):
+  """Parameters of :func:`dense`."""
+
+  w: Array  # shape=(input_size, output_size)
+  b: Array | None  # shape=(output_size,); None when bias=False
+
+
+def dense(
+  output_size: int,
+  *,
+  activation: Callable[[Array], Array] | None = None,
+  bias: bool = True,
+  kernel_init: inits.Initializer = inits.lecun_normal(),
+  bias_init: inits.Initializer = inits.zeros,
+  param_dtype: Any = jnp.float32,
+) -> base.Dense:
+  """A dense readout ``y = activation(x w + b)``, per step or on :func:`last_step`'s output.
+
+  Args:
+    output_size: number of output units.
+    activation: e.g. ``jax.nn.sigmoid`` (the 1997 output units); None for identity.
+    bias: whether ``b`` exists.
+    kernel_init, bias_init: initialisers.
+    param_dtype: dtype of the params.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> out = jaxrnn.dense(1, activation=jax.nn.sigmoid)
+    >>> p = out.init(jax.random.key(0), 4)
+    >>> out.apply(p, jnp.ones((10, 2, 4))).shape
+    (10, 2, 1)
+  """
+  base.check_positive_int("output_size", output_size)
+  param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
+
+  def init_fn(key: Array, input_size: int) -> DenseParams:
+    base.check_positive_int("input_size", input_size)
+    kw, kb = jax.random.split(key)
+    return DenseParams(
+      w=kernel_init(kw, (input_size, output_size), param_dtype),
+      b=bias_init(kb, (output_size,), param_dtype) if bias else None,
+    )
+
+  def apply_fn(params: DenseParams, x: Array) -> Array:
+    base.check_step_input(x, int(params.w.shape[0]), params.w.dtype)
+    y = x @ params.w
+    if params.b is not None:
+      y = y + params.b.reshape((1,) * (y.ndim - 1) + params.b.shape)
+    return activation(y) if activation is not None else y
+
+  return base.Dense(init_fn, apply_fn)
+
+
+def last_step(ys: Array, lengths: Array | None = None, *, time_major: bool = True) -> Array:
+  """Each sequence's output at its last valid step.
+
+  Args:
+    ys: ``(T, *batch, F)`` (or ``(*batch, T, F)`` with ``time_major=False``).
+    lengths: ``(*batch,)`` integer lengths; None means every sequence has length ``T``.
+      A length of 0 gives zeros.
+
+  Returns:
+    ``(*batch, F)``.
+  """
+  ys = unroll_lib.check_sequence(ys, name="ys", time_major=time_major)
+  if not time_major:
+    ys = jnp.moveaxis(ys, -2, 0)
+  if lengths is None:
+    return ys[-1]
+  lengths = unroll_lib.check_lengths(lengths, tuple(ys.shape[1:-1]))
+  idx = jnp.clip(lengths - 1, 0, ys.shape[0] - 1)
+  idx = jnp.broadcast_to(idx.reshape((1,) + idx.shape + (1,)), (1,) + ys.shape[1:])
+  out = jnp.take_along_axis(ys, idx, axis=0)[0]
+  return jnp.where((lengths > 0)[..., None], out, jnp.zeros_like(out))

@@ -1,0 +1,143 @@
+"""Unrolling a cell over a sequence with ``lax.scan``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._src import base
+
+Array = jax.Array
+
+
+def check_sequence(xs: Any, *, name: str = "xs", time_major: bool = True) -> Array:
+  """Checks ``xs`` is a floating array with a time axis and a feature axis."""
+  if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
+    raise base.InputTypeError(f"{name} must be an array, got {type(xs).__name__}")
+  layout = "(T, *batch, features)" if time_major else "(*batch, T, features)"
+  if xs.ndim < 2:
+    raise base.InputError(f"{name} must have rank >= 2 {layout}, got shape {tuple(xs.shape)}")
+  if not jnp.issubdtype(xs.dtype, jnp.floating):
+    raise base.InputTypeError(f"{name} must be a floating array, got dtype {xs.dtype}")
+  return xs
+
+
+def check_lengths(lengths: Any, batch_shape: tuple[int, ...], *, name: str = "lengths") -> Array:
+  """Checks ``lengths`` is an integer array of shape ``batch_shape``."""
+  if not hasattr(lengths, "shape"):
+    lengths = jnp.asarray(lengths)
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise base.InputTypeError(f"{name} must be an integer array, got dtype {lengths.dtype}")
+  if tuple(lengths.shape) != tuple(batch_shape):
+    raise base.InputError(f"{name} must have the batch shape {tuple(batch_shape)} of xs, got shape {tuple(lengths.shape)}")
+  return lengths
+
+
+def _expand(mask: Array, like: Array) -> Array:
+  return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+def reverse_valid(xs: Array, lengths: Array) -> Array:
+  """Reverses the first ``lengths[b]`` steps of each sequence; padding stays in place.
+
+  Args:
+    xs: ``(T, *batch, F)``, time-major.
+    lengths: ``(*batch,)`` integers in ``[0, T]`` (clipped to it).
+
+  Returns:
+    ``(T, *batch, F)`` with ``out[t, b] = xs[lengths[b] - 1 - t, b]`` for
+    ``t < lengths[b]`` and ``xs[t, b]`` otherwise. It is its own inverse.
+  """
+  T = xs.shape[0]
+  lengths = jnp.clip(lengths, 0, T)
+  t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
+  idx = jnp.where(t < lengths[None], lengths[None] - 1 - t, t)
+  idx = jnp.broadcast_to(_expand(idx, xs), xs.shape[:-1] + (1,))
+  return jnp.take_along_axis(xs, idx, axis=0)
+
+
+def unroll(
+  cell: base.Cell,
+  params: base.Params,
+  xs: Array,
+  carry: base.Carry | None = None,
+  *,
+  lengths: Array | None = None,
+  reverse: bool = False,
+  time_major: bool = True,
+  unroll: int | bool = 1,
+  truncate: int | None = None,
+) -> tuple[base.Carry, Array]:
+  """Runs ``cell`` over the time axis of ``xs`` with ``lax.scan``.
+
+  Args:
+    cell: a :class:`jaxrnn.Cell`.
+    params: the cell's params.
+    xs: ``(T, *batch, input_size)`` if ``time_major`` else ``(*batch, T, input_size)``.
+    carry: the initial carry; None starts from ``cell.initial_carry(batch)``.
+    lengths: optional ``(*batch,)`` integer lengths (right padding). Steps at
+      or past a sequence's length leave its carry unchanged and output zeros,
+      so ``final_carry`` is each sequence's carry after its own last step.
+    reverse: run from the last valid step to the first. Outputs come back in
+      input order; with ``lengths`` only the valid part is reversed.
+    time_major: the layout of ``xs`` and of the returned ``ys``.
+    unroll: steps per scan iteration (``lax.scan``'s ``unroll``).
+    truncate: truncated BPTT: if set to ``k``, gradients flow back through
+      the carry for at most ``k`` steps (the carry's gradient is cut every
+      ``k`` steps, counted in processing order). The forward pass is unchanged.
+
+  Returns:
+    ``(final_carry, ys)`` with ``ys`` shaped like ``xs`` but with the cell's
+    output size as the last axis.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> cell = jaxrnn.gru(4)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> xs = jnp.ones((6, 2, 3))                      # (T, batch, input)
+    >>> h, ys = jaxrnn.unroll(cell, params, xs, lengths=jnp.array([6, 2]))
+    >>> bool(jnp.all(ys[2:, 1] == 0)), bool(jnp.allclose(h[1], ys[1, 1]))
+    (True, True)
+  """
+  xs = check_sequence(xs, time_major=time_major)
+  if truncate is not None:
+    base.check_positive_int("truncate", truncate)
+  if not time_major:
+    xs = jnp.moveaxis(xs, -2, 0)
+  T = xs.shape[0]
+  batch_shape = tuple(xs.shape[1:-1])
+  if carry is None:
+    carry = cell.initial_carry(batch_shape, xs.dtype)
+  if lengths is not None:
+    lengths = check_lengths(lengths, batch_shape)
+
+  apply = functools.partial(cell.apply, params)
+
+  def step(carry: base.Carry, inp: tuple[Array, Array]) -> tuple[base.Carry, Array]:
+    x, t = inp
+    if truncate is not None:
+      cut = (t % truncate) == 0
+      carry = jax.tree.map(lambda c: jnp.where(cut, jax.lax.stop_gradient(c), c), carry)
+    new_carry, y = apply(carry, x)
+    if lengths is not None:
+      valid = t < lengths
+      new_carry = jax.tree.map(lambda n, o: jnp.where(_expand(valid, n), n, o), new_carry, carry)
+      y = jax.tree.map(lambda v: jnp.where(_expand(valid, v), v, jnp.zeros_like(v)), y)
+    return new_carry, y
+
+  if lengths is None:
+    # Processing-order step index, so `truncate` counts from the first processed step.
+    ts = jnp.arange(T)[::-1] if reverse else jnp.arange(T)
+    carry, ys = jax.lax.scan(step, carry, (xs, ts), reverse=reverse, unroll=unroll)
+  else:
+    if reverse:
+      xs = reverse_valid(xs, lengths)
+    carry, ys = jax.lax.scan(step, carry, (xs, jnp.arange(T)), unroll=unroll)
+    if reverse:
+      ys = jax.tree.map(lambda v: reverse_valid(v, lengths), ys)
+  if not time_major:
+    ys = jax.tree.map(lambda v: jnp.moveaxis(v, 0, -2), ys)
+  return carry, ys

@@ -1,0 +1,1 @@
+"""Conversion of PyTorch and flax parameters (see jaxrnn._src.interop)."""
