@@ -39,6 +39,10 @@ class Task(NamedTuple):
   # error(outputs (T, K), example) -> () float: the per-sequence error the stopping rule reads
   # (max absolute error over scored steps and outputs, unless the task says otherwise)
   error: Callable[[jax.Array, Example], jax.Array]
+  # Exp 1 trains on a fixed set and tests on a disjoint one: batched Examples with a leading axis of
+  # size n (256 each), from which `sample` / `test_sample` draw. None for tasks with fresh random data.
+  train_set: Example | None = None
+  test_set: Example | None = None
 
 
 TASK_NAMES = (
