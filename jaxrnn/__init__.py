@@ -15,6 +15,11 @@ from jaxrnn._src.cells import elman as elman
 from jaxrnn._src.cells import gru as gru
 from jaxrnn._src.cells import lstm as lstm
 from jaxrnn._src.cells import mgu as mgu
+from jaxrnn._src.irregular import GRUDCarry as GRUDCarry
+from jaxrnn._src.irregular import GRUDParams as GRUDParams
+from jaxrnn._src.irregular import TimeDecayParams as TimeDecayParams
+from jaxrnn._src.irregular import grud as grud
+from jaxrnn._src.irregular import time_decay as time_decay
 from jaxrnn._src.layers import DenseParams as DenseParams
 from jaxrnn._src.layers import Layer as Layer
 from jaxrnn._src.layers import bidirectional as bidirectional
