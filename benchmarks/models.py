@@ -1,0 +1,89 @@
+"""The contestants: one recurrent layer in jaxrnn, PyTorch and flax, as blocking train and inference calls.
+
+Every contestant gets the same time-major float32 input ``(T, B, I)``. A
+training step is a forward and a backward pass with the loss on all outputs,
+``mean(ys ** 2)``, returning the parameter gradients; inference is the forward
+pass alone (``torch.no_grad`` for PyTorch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn
+
+CELLS = ("lstm", "gru", "elman")
+GATES = {"lstm": 4, "gru": 3, "elman": 1}
+
+Call = Callable[[], Any]
+
+
+def forward_flops(cell: str, B: int, T: int, I: int, H: int) -> float:
+  """Matrix-product FLOPs of one forward pass: ``2 T B (I + H) G H`` with ``G`` gates."""
+  return 2.0 * T * B * (I + H) * GATES[cell] * H
+
+
+def make_inputs(B: int, T: int, I: int, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).standard_normal((T, B, I), dtype=np.float32)
+
+
+def _jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
+  return {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell](H)
+
+
+def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) -> tuple[Call, Call]:
+  """jaxrnn's (train, infer); ``impl`` is passed to ``jaxrnn.unroll`` when given."""
+  c = _jaxrnn_cell(cell, H)
+  params = c.init(jax.random.key(0), xs.shape[-1])
+  xs = jnp.asarray(xs)
+  kwargs = {} if impl is None else {"impl": impl}
+
+  def outputs(p, xs):
+    return jaxrnn.unroll(c, p, xs, **kwargs)[1]
+
+  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
+  fwd = jax.jit(outputs)
+  return (lambda: jax.block_until_ready(grad(params, xs))), (lambda: fwd(params, xs).block_until_ready())
+
+
+def flax_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
+  """flax ``nn.RNN`` with ``SimpleCell``, ``GRUCell`` or ``OptimizedLSTMCell``."""
+  import flax.linen as nn
+
+  module = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "elman": nn.SimpleCell}[cell](features=H)
+  rnn = nn.RNN(module, time_major=True)
+  xs = jnp.asarray(xs)
+  params = rnn.init(jax.random.key(0), xs)["params"]
+
+  def outputs(p, xs):
+    return rnn.apply({"params": p}, xs)
+
+  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
+  fwd = jax.jit(outputs)
+  return (lambda: jax.block_until_ready(grad(params, xs))), (lambda: fwd(params, xs).block_until_ready())
+
+
+def torch_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
+  """``torch.nn.LSTM``, ``GRU`` or ``RNN`` (tanh), time-major."""
+  import torch
+
+  module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell](xs.shape[-1], H)
+  x = torch.from_numpy(xs)
+  parameters = list(module.parameters())
+
+  def train() -> None:
+    for p in parameters:
+      p.grad = None
+    ys, _ = module(x)
+    (ys**2).mean().backward()
+
+  def infer() -> None:
+    with torch.no_grad():
+      module(x)
+
+  return train, infer

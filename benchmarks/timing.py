@@ -1,0 +1,97 @@
+"""Timing helpers: interleaved medians, the matrix-product rate and a description of the machine."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def measure(fns: dict[str, Callable[[], Any]], *, rounds: int = 5, block_s: float = 0.2) -> dict[str, float]:
+  """Median seconds per call of each blocking callable, measured in interleaved blocks.
+
+  Every callable is warmed up first (the first call compiles). Then, ``rounds``
+  times, each runs a block of calls lasting about ``block_s``, the start of
+  the order rotating, so that a change of machine load hits every contestant
+  alike. The first call of each block is not timed: it lets thread pools of the
+  previous framework go idle and this one's wake up.
+  """
+  estimate = {}
+  for name, fn in fns.items():
+    fn()
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    estimate[name] = time.perf_counter() - t0
+  times: dict[str, list[float]] = {name: [] for name in fns}
+  names = list(fns)
+  for r in range(rounds):
+    k = r % len(names)
+    for name in names[k:] + names[:k]:
+      fn = fns[name]
+      fn()
+      for _ in range(max(1, math.ceil(block_s / max(estimate[name], 1e-6)))):
+        t0 = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t0)
+  return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_rate(sizes: tuple[int, ...] = (1024, 2048), *, rounds: int = 5) -> tuple[float, int]:
+  """The best float32 ``jnp.matmul`` rate over square ``sizes``, in FLOP/s, and the size that gave it."""
+  best = (0.0, 0)
+  for n in sizes:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    secs = measure({"mm": lambda a=a, b=b, mm=mm: mm(a, b).block_until_ready()}, rounds=rounds, block_s=0.2)["mm"]
+    best = max(best, (2.0 * n**3 / secs, n))
+  return best
+
+
+def load_average() -> float:
+  """The 1-minute load average."""
+  return os.getloadavg()[0]
+
+
+def cpu_model() -> str:
+  try:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return platform.processor() or "unknown"
+  for line in out.splitlines():
+    if line.startswith("Model name:"):
+      return line.split(":", 1)[1].strip()
+  return "unknown"
+
+
+def versions() -> dict[str, str]:
+  import flax
+  import jaxlib
+  import torch
+
+  return {
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "torch": torch.__version__,
+    "flax": flax.__version__,
+    "python": platform.python_version(),
+  }
+
+
+def describe_machine() -> dict[str, str]:
+  return {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "cpu": cpu_model(),
+    "cores": str(os.cpu_count()),
+    **versions(),
+  }
