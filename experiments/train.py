@@ -1,0 +1,411 @@
+"""The training engine: every trial of an experiment in one jitted, vmapped program.
+
+The state of a run is a :class:`State`: a shared update counter and a
+:class:`TrialState` per trial, stacked along a leading trial axis. One jitted
+``run_chunk(state) -> state`` does ``lax.scan`` over ``chunk_updates`` updates,
+each ``jax.vmap``-ed over trials: sample the sequence(s) on device with
+``task.sample``, forward through ``jaxrnn.unroll`` and the output layer, loss on
+the scored steps, gradient, optimiser update, and the stopping rule's
+statistics. Solved trials (and trials past the budget) freeze: their params,
+optimiser state, key and statistics stop changing. The host only calls
+``run_chunk`` and reads the small statistics back (see experiments.runner).
+
+Choices where the paper (restated in shared/lstm1997.md) is ambiguous:
+
+* Choice: weights change once per sequence, by the gradient of the sequence's
+  summed half squared error ``1/2 sum_{t scored} sum_k (y_k - d_k)^2`` (the
+  paper's error ``E``, whose derivative gives its deltas ``f'(net)(d - y)``).
+  For tasks scored at the last step only (Exp 2b/2c, 3-6) this equals the
+  paper's per-step online updates; for Exp 1 and 2a the paper may have
+  changed weights within a sequence.
+* Choice: the "training error" of the progress bar and metrics is each
+  sequence's *mean* squared error over its scored steps and outputs
+  (cross-entropy for "xent" tasks); ST3 averages the task's own ``error``.
+* Choice: a sequence counts as "processed correctly" (ST3, Exp 2's successive
+  sequences, Exp 5's recent errors) by the outputs it got while being trained
+  on, i.e. before the weight change it causes (online learning).
+* Choice: modern mode minimises the batch mean of each sequence's mean loss
+  (the usual normalisation with Adam); paper mode sums half squared errors.
+* Choice: trial ``i`` of every learning rate uses seed ``seed + i``, so a
+  learning-rate sweep compares the same initial weights and data streams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrnn
+from experiments.config import Config
+from experiments.tasks.base import Example, Task
+
+Array = jax.Array
+Params = Any  # a pytree of arrays
+
+
+class ModelParams(NamedTuple):
+  """Params of a recurrent net with a dense readout at every step."""
+
+  cell: Params  # the cell's params (LSTM1997Params, LSTMParams, ...)
+  out: jaxrnn.DenseParams  # w: (hidden, K); b: (K,) or None
+
+
+class Model(NamedTuple):
+  init: Callable[[Array], ModelParams]  # init(key) -> params
+  # apply(params, xs: (T, input_size)) -> (outputs (T, K) after the output activation, pre-activations (T, K))
+  apply: Callable[[ModelParams, Array], tuple[Array, Array]]
+
+
+class TrialStats(NamedTuple):
+  """Stopping-rule statistics of one trial (counted in training sequences)."""
+
+  sequences: Array  # shape=(), int32; training sequences seen
+  streak: Array  # shape=(), int32; successive correctly processed training sequences, up to now
+  streak_start: Array  # shape=(), int32; training sequences seen before the current streak began
+  ring_mse: Array  # shape=(W,), float32; training error of the last W sequences (slot = index % W)
+  ring_error: Array  # shape=(W,), float32; task.error of the last W sequences (what ST3 averages)
+  ring_wrong: Array  # shape=(W,), bool; which of the last W sequences were processed wrongly (Exp 5)
+  solved: Array  # shape=(), bool; the stopping rule held
+  solved_at: Array  # shape=(), int32; sequences to success (-1 while unsolved)
+  stopped_at: Array  # shape=(), int32; sequences when the rule held and training stopped (-1 while unsolved)
+  st1_at: Array  # shape=(), int32; Exp 3: sequences when ST1 first held (-1 before)
+  check_wrong: Array  # shape=(), int32; wrong sequences at the last on-device check (-1 before any)
+  check_error: Array  # shape=(), float32; mean absolute error at the last on-device check (-1 before any)
+
+
+class TrialState(NamedTuple):
+  params: ModelParams
+  opt_state: optax.OptState
+  key: Array  # shape=(2,), uint32; the trial's data stream
+  lr: Array  # shape=(), float32; this trial's learning rate
+  stats: TrialStats
+
+
+class State(NamedTuple):
+  """The whole run; every TrialState leaf has a leading trial axis."""
+
+  step: Array  # shape=(), int32; updates done (shared by all trials, so on-device checks are real branches)
+  trials: TrialState
+
+
+class Experiment(NamedTuple):
+  """A config compiled into pure functions."""
+
+  cfg: Config
+  task: Task
+  model: Model
+  chunk_updates: int  # updates per run_chunk call
+  trial_info: list[dict[str, Any]]  # per trial: {"seed": ..., "lr": ...}
+  init_state: Callable[[], State]
+  run_chunk: Callable[[State], State]  # jitted
+  test: Callable[[ModelParams], dict[str, Array]]  # jitted; per-trial arrays of the final test
+  chunk_fn: Callable[[State], State]  # run_chunk before jax.jit (for tracing tests)
+
+
+# ----------------------------------------------------------------------------
+# Model
+
+
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+  "sigmoid": jax.nn.sigmoid,  # the paper's logistic output units
+  "linear": lambda z: z,
+  "softmax": lambda z: jax.nn.softmax(z, axis=-1),
+}
+_MODERN_CELLS = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "elman": jaxrnn.elman}
+
+
+def build_model(cfg: Config, task: Task) -> Model:
+  """The recurrent cell of ``cfg.model`` with a dense output layer on its outputs at every step."""
+  m = cfg.model
+  if m.mode == "paper":
+    cell = jaxrnn.lstm1997(
+      m.blocks,
+      m.block_size,
+      output_gate=m.output_gate,
+      bias=m.bias,
+      init_scale=m.init_scale,
+      input_gate_bias=None if m.input_gate_bias is None else tuple(m.input_gate_bias),
+      output_gate_bias=None if m.output_gate_bias is None else tuple(m.output_gate_bias),
+      cell_input_squash=m.cell_input_squash,
+      cell_output_squash=m.cell_output_squash,
+      truncated_gradient=m.truncated_gradient,
+    )
+    hidden = m.blocks * m.block_size
+    # The paper draws every weight, output units' included, from the same range.
+    uniform = jaxrnn.initializers.uniform(m.init_scale)
+    readout = jaxrnn.dense(task.output_size, bias=m.output_bias, kernel_init=uniform, bias_init=uniform)
+  else:
+    cell = _MODERN_CELLS[m.cell](m.hidden_size)
+    hidden = m.hidden_size
+    readout = jaxrnn.dense(task.output_size, bias=m.output_bias)
+  if task.output_activation not in _ACTIVATIONS:
+    raise ValueError(
+      f"task {task.name!r} has output_activation {task.output_activation!r}; known: {tuple(_ACTIVATIONS)}"
+    )
+  activation = _ACTIVATIONS[task.output_activation]
+
+  def init_fn(key: Array) -> ModelParams:
+    k_cell, k_out = jax.random.split(key)
+    return ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, hidden))
+
+  def apply_fn(params: ModelParams, xs: Array) -> tuple[Array, Array]:
+    # Activations start at zero for every sequence (the paper resets them at each sequence start).
+    _, hs = jaxrnn.unroll(cell, params.cell, xs)
+    z = readout.apply(params.out, hs)
+    return activation(z), z
+
+  return Model(init_fn, apply_fn)
+
+
+def count_weights(params: ModelParams) -> int:
+  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
+
+
+# ----------------------------------------------------------------------------
+# Losses
+
+
+def sequence_losses(task: Task, outputs: Array, logits: Array, ex: Example) -> tuple[Array, Array]:
+  """One sequence's ``(paper objective, mean error)``: summed half squared error and mean loss per scored entry."""
+  w = ex.scored.astype(outputs.dtype)[:, None]
+  n = jnp.maximum(jnp.sum(ex.scored).astype(outputs.dtype), 1.0) * outputs.shape[-1]
+  if task.loss == "mse":
+    se = jnp.sum(w * (outputs - ex.targets) ** 2)
+    return 0.5 * se, se / n
+  if task.loss == "xent":
+    ce = -jnp.sum(w * ex.targets * jax.nn.log_softmax(logits, axis=-1))
+    return ce, ce * outputs.shape[-1] / n
+  raise ValueError(f"task {task.name!r} has loss {task.loss!r}; known: 'mse', 'xent'")
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+  """Direction only (lr = 1): each trial multiplies by its own learning rate, so a sweep is one program.
+
+  ``optax.sgd(lr)`` without momentum is ``-lr * g``, the paper's plain gradient descent.
+  """
+  t = cfg.train
+  parts = []
+  if t.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(t.clip_norm))
+  if t.optimizer == "adam":
+    parts.append(optax.scale_by_adam())
+  parts.append(optax.scale(-1.0))
+  return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------
+# The engine
+
+
+def _ring_width(cfg: Config) -> int:
+  stop = cfg.train.stop
+  if stop.window is not None:
+    return stop.window
+  return max(cfg.train.batch_size, min(1000, cfg.train.eval_every))  # for the progress bar's error only
+
+
+def trial_seeds(cfg: Config) -> list[dict[str, Any]]:
+  return [{"seed": cfg.train.seed + i, "lr": lr} for lr in cfg.train.lrs for i in range(cfg.train.trials)]
+
+
+def _trial_keys(info: list[dict[str, Any]]) -> tuple[Array, Array, Array]:
+  keys = jnp.stack([jax.random.PRNGKey(d["seed"]) for d in info])
+  split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+  return split[:, 0], split[:, 1], split[:, 2]  # init, training data, final test
+
+
+def build(cfg: Config, task: Task) -> Experiment:
+  """Compiles ``cfg`` on ``task`` into the engine's pure functions."""
+  t, stop = cfg.train, cfg.train.stop
+  B = t.batch_size
+  W = _ring_width(cfg)
+  model = build_model(cfg, task)
+  opt = make_optimizer(cfg)
+  paper = cfg.model.mode == "paper"
+  info = trial_seeds(cfg)
+  chunk_updates = t.eval_every // B
+  check_updates = (stop.check_every // B) if stop.check_every is not None else 0
+  if stop.rule == "all_correct" and (task.train_set is None or task.test_set is None):
+    raise ValueError(f"stop rule 'all_correct' needs a task with fixed train/test sets; {task.name!r} has none")
+
+  def forward_batch(params: ModelParams, ex: Example) -> tuple[Array, Array]:
+    return jax.vmap(model.apply, in_axes=(None, 0))(params, ex.xs)
+
+  def score(params: ModelParams, ex: Example) -> tuple[Array, Array, Array]:
+    """Per sequence of a batch: (correct, task error, mean loss)."""
+    outputs, logits = forward_batch(params, ex)
+    _, mean_loss = jax.vmap(lambda o, z, e: sequence_losses(task, o, z, e))(outputs, logits, ex)
+    return jax.vmap(task.correct)(outputs, ex), jax.vmap(task.error)(outputs, ex), mean_loss
+
+  def check(params: ModelParams, key: Array) -> tuple[Array, Array]:
+    """The periodic on-device check: (wrong count, mean task error)."""
+    if stop.rule == "all_correct":
+      ok_train, err_train, _ = score(params, task.train_set)
+      ok_test, err_test, _ = score(params, task.test_set)
+      wrong = jnp.sum(~ok_train) + jnp.sum(~ok_test)
+      return wrong.astype(jnp.int32), jnp.mean(jnp.concatenate([err_train, err_test]))
+    # st12: a fresh sample of test sequences at every check.
+    ex = jax.vmap(task.test_sample)(jax.random.split(key, stop.test_size))
+    ok, err, _ = score(params, ex)
+    return jnp.sum(~ok).astype(jnp.int32), jnp.mean(err)
+
+  def trial_update(step: Array, ts: TrialState) -> TrialState:
+    key, k_data, k_check = jax.random.split(ts.key, 3)
+    ex = jax.vmap(task.sample)(jax.random.split(k_data, B))
+
+    def objective(params: ModelParams) -> tuple[Array, tuple[Array, Array]]:
+      outputs, logits = forward_batch(params, ex)
+      half_se, mean_loss = jax.vmap(lambda o, z, e: sequence_losses(task, o, z, e))(outputs, logits, ex)
+      obj = jnp.sum(half_se) if paper else jnp.mean(mean_loss)
+      return obj, (outputs, mean_loss)
+
+    (_, (outputs, mean_loss)), grads = jax.value_and_grad(objective, has_aux=True)(ts.params)
+    updates, opt_state = opt.update(grads, ts.opt_state, ts.params)
+    updates = jax.tree.map(lambda u: ts.lr.astype(u.dtype) * u, updates)
+    params = optax.apply_updates(ts.params, updates)
+
+    correct = jax.vmap(task.correct)(outputs, ex)  # (B,)
+    error = jax.vmap(task.error)(outputs, ex)  # (B,)
+    s = ts.stats
+    seen = s.sequences + B
+    slots = (s.sequences + jnp.arange(B, dtype=jnp.int32)) % W
+    ring_mse = s.ring_mse.at[slots].set(mean_loss.astype(jnp.float32))
+    ring_error = s.ring_error.at[slots].set(error.astype(jnp.float32))
+    ring_wrong = s.ring_wrong.at[slots].set(~correct)
+    # The streak of successive correct sequences, in the order of the batch.
+    last_bad = jnp.max(jnp.where(correct, -1, jnp.arange(B, dtype=jnp.int32)))
+    streak = jnp.where(last_bad < 0, s.streak + B, B - 1 - last_bad).astype(jnp.int32)
+    streak_start = jnp.where(last_bad < 0, s.streak_start, s.sequences + last_bad + 1).astype(jnp.int32)
+
+    check_wrong, check_error, st1_at = s.check_wrong, s.check_error, s.st1_at
+    report_at = seen  # what "sequences to success" records when the rule holds now
+    if stop.rule == "st3":
+      # ST3(b): the W most recent sequences all correct (a streak of W) and their mean training error < b.
+      # Choice: the "training error" averaged is the task's per-sequence `error` (adding: the squared
+      # error at the last step; temporal order: the squared error summed over the outputs), over the
+      # same W sequences.
+      holds = (streak >= W) & (jnp.mean(ring_error) < stop.error)
+    elif stop.rule == "successive":
+      # Choice: success is counted at the start of the successful streak (the paper's Exp 2a/2b report
+      # 5,040 / 5,680 sequences, fewer than the 10,000 successive sequences the criterion needs); the
+      # trial trains on (online) until the streak reaches `count`, recorded as stopped_at.
+      holds = streak >= stop.count
+      report_at = streak_start
+    elif stop.rule == "recent_errors":
+      # Exp 5: fewer than n_seq of the last W training sequences had absolute error > 0.04.
+      # Choice: "absolute error > 0.04" is the task's `correct` (absolute error < 0.04) negated, so the
+      # rule counts wrongly processed sequences among the last W (needs W sequences seen).
+      holds = (seen >= W) & (jnp.sum(ring_wrong) < stop.max_count)
+    elif stop.rule in ("all_correct", "st12"):
+      # Checked every `check_every` sequences on the params after this update. `step` is shared by all
+      # trials (not vmapped), so this is a real branch, not a select that would check at every update.
+      is_check = (step + 1) % check_updates == 0
+      wrong, mean_err = jax.lax.cond(
+        is_check,
+        check,
+        lambda p, k: (jnp.int32(-1), jnp.float32(-1.0)),
+        params,
+        k_check,
+      )
+      check_wrong = jnp.where(is_check, wrong, s.check_wrong)
+      check_error = jnp.where(is_check, mean_err.astype(jnp.float32), s.check_error)
+      if stop.rule == "all_correct":
+        holds = is_check & (wrong == 0)
+      else:
+        st1 = is_check & (wrong <= stop.max_wrong)
+        st1_at = jnp.where(st1 & (s.st1_at < 0), seen, s.st1_at)
+        holds = st1 & (mean_err < stop.mean_error)
+    else:  # "none"
+      holds = jnp.bool_(False)
+
+    stats = TrialStats(
+      sequences=seen,
+      streak=streak,
+      streak_start=streak_start,
+      ring_mse=ring_mse,
+      ring_error=ring_error,
+      ring_wrong=ring_wrong,
+      solved=holds,
+      solved_at=jnp.where(holds, report_at, -1).astype(jnp.int32),
+      stopped_at=jnp.where(holds, seen, -1).astype(jnp.int32),
+      st1_at=st1_at.astype(jnp.int32),
+      check_wrong=check_wrong,
+      check_error=check_error,
+    )
+    new = TrialState(params, opt_state, key, ts.lr, stats)
+    # Solved trials and trials out of budget freeze: everything stays as it was.
+    done = s.solved | (s.sequences >= t.max_sequences)
+    return jax.tree.map(lambda old, upd: jnp.where(done, old, upd), ts, new)
+
+  def chunk_fn(state: State) -> State:
+    def body(state: State, _: None) -> tuple[State, None]:
+      trials = jax.vmap(trial_update, in_axes=(None, 0))(state.step, state.trials)
+      return State(state.step + 1, trials), None
+
+    state, _ = jax.lax.scan(body, state, None, length=chunk_updates)
+    return state
+
+  test_size = cfg.run.test_size
+  test_batch = min(256, test_size)
+  test_batches = math.ceil(test_size / test_batch)
+  _, _, test_keys = _trial_keys(info)
+
+  def test_trial(params: ModelParams, key: Array) -> dict[str, Array]:
+    keys = jax.random.split(key, test_batches * test_batch).reshape(test_batches, test_batch, 2)
+    valid = (jnp.arange(test_batches * test_batch) < test_size).reshape(test_batches, test_batch)
+
+    def one_batch(args: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+      k, v = args
+      ok, err, loss = score(params, jax.vmap(task.test_sample)(k))
+      vf = v.astype(jnp.float32)
+      return jnp.sum(v & ~ok), jnp.sum(vf * err.astype(jnp.float32)), jnp.sum(vf * loss.astype(jnp.float32))
+
+    wrong, err, loss = jax.lax.map(one_batch, (keys, valid))
+    return {"wrong": jnp.sum(wrong), "error": jnp.sum(err) / test_size, "mse": jnp.sum(loss) / test_size}
+
+  test = jax.jit(lambda params: jax.vmap(test_trial)(params, test_keys))
+
+  def init_state() -> State:
+    k_init, k_train, _ = _trial_keys(info)
+    params = jax.vmap(model.init)(k_init)
+    opt_state = jax.vmap(opt.init)(params)
+    n = len(info)
+    stats = TrialStats(
+      sequences=jnp.zeros((n,), jnp.int32),
+      streak=jnp.zeros((n,), jnp.int32),
+      streak_start=jnp.zeros((n,), jnp.int32),
+      ring_mse=jnp.zeros((n, W), jnp.float32),
+      ring_error=jnp.zeros((n, W), jnp.float32),
+      ring_wrong=jnp.zeros((n, W), bool),
+      solved=jnp.zeros((n,), bool),
+      solved_at=jnp.full((n,), -1, jnp.int32),
+      stopped_at=jnp.full((n,), -1, jnp.int32),
+      st1_at=jnp.full((n,), -1, jnp.int32),
+      check_wrong=jnp.full((n,), -1, jnp.int32),
+      check_error=jnp.full((n,), -1.0, jnp.float32),
+    )
+    lrs = jnp.asarray([d["lr"] for d in info], jnp.float32)
+    return State(jnp.int32(0), TrialState(params, opt_state, k_train, lrs, stats))
+
+  return Experiment(
+    cfg=cfg,
+    task=task,
+    model=model,
+    chunk_updates=chunk_updates,
+    trial_info=info,
+    init_state=jax.jit(init_state),
+    run_chunk=jax.jit(chunk_fn),
+    test=test,
+    chunk_fn=chunk_fn,
+  )
+
+
+def trial_params(state: State, i: int) -> ModelParams:
+  """Trial ``i``'s params, unstacked."""
+  return jax.tree.map(lambda a: a[i], state.trials.params)
