@@ -1,0 +1,595 @@
+"""Conversion of PyTorch and flax recurrent modules into jaxrnn cells, layers and params.
+
+jaxrnn keeps PyTorch's gate order (LSTM ``i, f, g, o``; GRU ``r, z, n``) but
+stores kernels transposed, ``w_x: (in, G*H)`` and ``w_h: (H, G*H)``, so a step
+is ``x @ w_x + h @ w_h + b``. The converters below only move numbers:
+
+* torch ``weight_ih_l{k}: (G*H, in)`` and ``weight_hh_l{k}: (G*H, H)`` become
+  ``w_x`` and ``w_h`` transposed. PyTorch's two biases fold into one where
+  only their sum matters (``b = bias_ih + bias_hh`` for RNN and LSTM); the
+  GRU's recurrent candidate bias sits inside the reset product and stays
+  apart (``b = bias_ih + [bias_hh_r, bias_hh_z, 0]``, ``b_hn = bias_hh_n``).
+* flax.linen keeps one ``Dense`` per gate; their kernels are concatenated
+  along the output axis in jaxrnn's gate order. flax's LSTM carry is
+  ``(c, h)``; jaxrnn's :class:`jaxrnn.LSTMCarry` is ``(h, c)``.
+
+torch is an optional dependency (the ``torch`` extra) and is imported only
+inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn._src import base
+from jaxrnn._src import cells as cells_lib
+from jaxrnn._src import layers as layers_lib
+
+Array = jax.Array
+
+_TORCH_MODULES = "torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM, torch.nn.RNNCell, torch.nn.GRUCell or torch.nn.LSTMCell"
+_FLAX_CELLS = "flax.linen.SimpleCell, GRUCell, MGUCell, LSTMCell or OptimizedLSTMCell"
+# Gates per kind, in the order shared by torch and jaxrnn.
+_NUM_GATES = {"elman": 1, "gru": 3, "lstm": 4}
+
+
+def _type_name(obj: Any) -> str:
+  t = type(obj)
+  return f"{t.__module__}.{t.__qualname__}"
+
+
+def _import_torch() -> Any:
+  try:
+    import torch
+  except ImportError as e:  # pragma: no cover - torch is installed in CI
+    raise ImportError("jaxrnn.interop.from_torch needs PyTorch: pip install 'jaxrnn[torch]'") from e
+  return torch
+
+
+def _is_torch_tensor(x: Any) -> bool:
+  return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+  """A numpy copy of a torch tensor (detached, on the CPU); bfloat16 goes through float32."""
+  t = t.detach().cpu()
+  if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+    return np.asarray(t.float().numpy()).astype(jnp.bfloat16)
+  return np.array(t.numpy(), copy=True)
+
+
+def _as_jax(x: Any) -> Array:
+  """A jax array from a torch tensor, a numpy array or a jax array (traceable for the latter)."""
+  if _is_torch_tensor(x):
+    return jnp.array(_tensor_to_numpy(x))
+  return jnp.asarray(x)
+
+
+# ----------------------------------------------------------------------------
+# PyTorch
+
+
+def _torch_kind(module: Any, torch: Any) -> tuple[str, str]:
+  """``(kind, nonlinearity)`` of a torch recurrent module, kind in elman/gru/lstm."""
+  if isinstance(module, torch.nn.RNNBase):
+    modes = {"RNN_TANH": ("elman", "tanh"), "RNN_RELU": ("elman", "relu"), "GRU": ("gru", ""), "LSTM": ("lstm", "")}
+    if module.mode not in modes:
+      raise base.InputError(f"module has mode {module.mode!r}; supported modes are {tuple(modes)}")
+    return modes[module.mode]
+  if isinstance(module, torch.nn.RNNCell):
+    base.check_choice("module.nonlinearity", module.nonlinearity, ("tanh", "relu"))
+    return "elman", module.nonlinearity
+  if isinstance(module, torch.nn.GRUCell):
+    return "gru", ""
+  if isinstance(module, torch.nn.LSTMCell):
+    return "lstm", ""
+  raise base.InputTypeError(f"module must be a {_TORCH_MODULES}, got {_type_name(module)}")
+
+
+def _make_cell(kind: str, hidden_size: int, nonlinearity: str, bias: bool, dtype: Any) -> base.Cell:
+  if kind == "elman":
+    return cells_lib.elman(hidden_size, nonlinearity=nonlinearity, bias=bias, param_dtype=dtype)
+  if kind == "gru":
+    return cells_lib.gru(hidden_size, reset_after=True, bias=bias, param_dtype=dtype)
+  return cells_lib.lstm(hidden_size, bias=bias, param_dtype=dtype)
+
+
+def _torch_cell_params(
+  kind: str,
+  hidden_size: int,
+  input_size: int,
+  w_ih: np.ndarray,
+  w_hh: np.ndarray,
+  b_ih: np.ndarray | None,
+  b_hh: np.ndarray | None,
+  where: str,
+) -> Any:
+  """jaxrnn params of one torch layer and direction (numpy in, jax arrays out)."""
+  H = hidden_size
+  G = _NUM_GATES[kind]
+  expected = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
+  for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+    if value is not None and tuple(value.shape) != expected[name]:
+      raise base.InputError(f"{name}{where} has shape {tuple(value.shape)}, expected {expected[name]}")
+  w_x = jnp.array(w_ih.T)
+  w_h = jnp.array(w_hh.T)
+  if kind == "gru":
+    b = b_hn = None
+    if b_ih is not None:
+      # bias_hh's candidate part is multiplied by the reset gate, so only its r and z parts fold into b.
+      b = jnp.array(b_ih + np.concatenate([b_hh[: 2 * H], np.zeros_like(b_hh[2 * H :])]))
+      b_hn = jnp.array(b_hh[2 * H :])
+    return cells_lib.GRUParams(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn)
+  b = None if b_ih is None else jnp.array(b_ih + b_hh)
+  if kind == "elman":
+    return cells_lib.ElmanParams(w_x=w_x, w_h=w_h, b=b)
+  return cells_lib.LSTMParams(w_x=w_x, w_h=w_h, b=b, w_peep=None)
+
+
+def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
+  r"""A jaxrnn cell or layer, and its params, that compute what a PyTorch recurrent module computes.
+
+  Supported: ``torch.nn.RNN`` (``tanh`` and ``relu``), ``torch.nn.GRU`` and
+  ``torch.nn.LSTM`` with any ``num_layers``, ``bidirectional``, ``bias``,
+  ``batch_first`` and ``dropout``; and the single-step ``torch.nn.RNNCell``,
+  ``GRUCell`` and ``LSTMCell``. LSTM ``proj_size > 0`` is not supported.
+
+  * A one-layer, one-direction module (and every ``*Cell`` module) gives a
+    :class:`jaxrnn.Cell`: ``jaxrnn.unroll(cell, params, xs)`` with
+    ``xs: (T, *batch, input_size)`` returns ``(final_carry, ys)`` equal to the
+    module's ``(h_n, output)`` (pass ``time_major=False`` for a
+    ``batch_first`` module's ``(*batch, T, input_size)`` input).
+  * Any other module gives a :class:`jaxrnn.Layer`,
+    ``jaxrnn.stacked(l_0, ..., l_{L-1}, dropout=module.dropout,
+    time_major=not module.batch_first)`` with each ``l_k`` a cell or
+    ``jaxrnn.bidirectional(cell, cell)``. ``layer.apply(params, xs)`` takes
+    and returns the module's layout; its params and carry are tuples over
+    layers (of ``(forward, backward)`` pairs when bidirectional). Dropout acts
+    only when ``apply`` gets a ``key``, as torch's only in training mode.
+
+  :func:`to_torch_state` turns the final carry into torch's ``h_n`` (or
+  ``(h_n, c_n)``) layout and :func:`from_torch_state` turns a torch
+  ``h_0`` into an initial carry. Variable lengths (torch's
+  ``pack_padded_sequence``) are ``lengths=`` of ``unroll`` or ``apply``.
+
+  The params are copies (the module may change afterwards); their dtype is the
+  module's. RNN and LSTM biases are folded, ``b = bias_ih + bias_hh``; the
+  GRU keeps ``b_hn = bias_hh_n`` apart and folds the rest.
+
+  Args:
+    module: a torch recurrent module (see above).
+
+  Returns:
+    ``(layer, params)``: a :class:`jaxrnn.Cell` or :class:`jaxrnn.Layer`
+    and its params (:class:`jaxrnn.ElmanParams`, :class:`jaxrnn.GRUParams`
+    or :class:`jaxrnn.LSTMParams`, or tuples of them).
+
+  Raises:
+    TypeError: ``module`` is not one of the supported torch modules.
+    ValueError: an unsupported option (``proj_size > 0``, ``dropout == 1``).
+
+  Example:
+    >>> import torch, jax.numpy as jnp, jaxrnn
+    >>> module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    >>> layer, params = jaxrnn.interop.from_torch(module)
+    >>> x = torch.randn(2, 5, 3)                  # (B, T, input_size)
+    >>> out, h_n = module(x)
+    >>> carry, ys = layer.apply(params, jnp.asarray(x.numpy()))
+    >>> ys.shape, jaxrnn.interop.to_torch_state(carry).shape
+    ((2, 5, 8), (4, 2, 4))
+    >>> bool(jnp.allclose(ys, out.detach().numpy(), atol=1e-5))
+    True
+  """
+  torch = _import_torch()
+  kind, nonlinearity = _torch_kind(module, torch)
+  H = int(module.hidden_size)
+  bias = bool(module.bias)
+
+  def get(name: str) -> np.ndarray | None:
+    t = getattr(module, name, None)
+    return None if t is None else _tensor_to_numpy(t)
+
+  if isinstance(module, torch.nn.RNNCellBase):
+    params = _torch_cell_params(
+      kind, H, int(module.input_size), get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), ""
+    )
+    return _make_cell(kind, H, nonlinearity, bias, params.w_x.dtype), params
+
+  if getattr(module, "proj_size", 0):
+    raise base.InputError(
+      f"module has proj_size={module.proj_size}; jaxrnn's lstm has no projection, only proj_size=0 is supported"
+    )
+  num_layers = int(module.num_layers)
+  directions = ("", "_reverse") if module.bidirectional else ("",)
+  dropout = float(module.dropout)
+  if not 0.0 <= dropout < 1.0:
+    raise base.InputError(f"module has dropout={dropout}; jaxrnn.stacked supports dropout in [0, 1)")
+
+  params = []
+  for k in range(num_layers):
+    in_size = int(module.input_size) if k == 0 else H * len(directions)
+    per_dir = []
+    for suffix in directions:
+      tail = f"_l{k}{suffix}"
+      per_dir.append(
+        _torch_cell_params(
+          kind,
+          H,
+          in_size,
+          get("weight_ih" + tail),
+          get("weight_hh" + tail),
+          get("bias_ih" + tail) if bias else None,
+          get("bias_hh" + tail) if bias else None,
+          tail,
+        )
+      )
+    params.append(tuple(per_dir) if module.bidirectional else per_dir[0])
+
+  # The dtype jax gives the weights (float64 becomes float32 unless jax_enable_x64 is on).
+  cell = _make_cell(kind, H, nonlinearity, bias, jax.tree.leaves(params)[0].dtype)
+  if num_layers == 1 and not module.bidirectional:
+    return cell, params[0]
+  children = [layers_lib.bidirectional(cell, cell) if module.bidirectional else cell for _ in range(num_layers)]
+  layer = layers_lib.stacked(*children, dropout=dropout, time_major=not module.batch_first)
+  return layer, tuple(params)
+
+
+def _is_leaf_carry(c: Any) -> bool:
+  return isinstance(c, cells_lib.LSTMCarry) or hasattr(c, "shape")
+
+
+def to_torch_state(carry: base.Carry) -> Array | tuple[Array, Array]:
+  """The final carry of a :func:`from_torch` cell or layer in torch's ``h_n`` (``(h_n, c_n)``) layout.
+
+  The carry's per-direction states are stacked in torch's order
+  ``[layer 0, layer 0 reverse, layer 1, ...]``. Accepted carries: one
+  cell's (``h`` or :class:`jaxrnn.LSTMCarry`), a
+  :func:`jaxrnn.bidirectional` pair ``(forward, backward)``, and a
+  :func:`jaxrnn.stacked` tuple of either.
+
+  Args:
+    carry: leaves ``h: (*batch, H)``, or :class:`jaxrnn.LSTMCarry` leaves.
+
+  Returns:
+    ``h_n: (num_layers * num_directions, *batch, H)`` for RNN and GRU
+    carries, ``(h_n, c_n)`` for LSTM carries.
+
+  Example:
+    >>> import jax.numpy as jnp, jaxrnn
+    >>> carry = ((jnp.zeros((3, 6)), jnp.ones((3, 6))), (jnp.zeros((3, 6)), jnp.ones((3, 6))))
+    >>> jaxrnn.interop.to_torch_state(carry).shape   # 2 bidirectional layers
+    (4, 3, 6)
+  """
+  if _is_leaf_carry(carry):
+    states = [carry]
+  elif isinstance(carry, (tuple, list)) and carry:
+    states = []
+    for n, layer_carry in enumerate(carry):
+      if _is_leaf_carry(layer_carry):
+        states.append(layer_carry)
+      elif isinstance(layer_carry, (tuple, list)) and len(layer_carry) == 2 and all(map(_is_leaf_carry, layer_carry)):
+        states.extend(layer_carry)
+      else:
+        raise base.InputError(
+          f"carry[{n}] must be an array, a jaxrnn.LSTMCarry or a (forward, backward) pair of them, "
+          f"got {jax.tree.structure(layer_carry)}"
+        )
+  else:
+    raise base.InputError(
+      "carry must be an array, a jaxrnn.LSTMCarry, or a tuple over layers of them or of (forward, backward) pairs, "
+      f"got {type(carry).__name__}"
+    )
+  lstm = [isinstance(s, cells_lib.LSTMCarry) for s in states]
+  if any(lstm) and not all(lstm):
+    raise base.InputError("carry mixes jaxrnn.LSTMCarry and plain-array states; torch modules have one kind")
+  if all(lstm):
+    return jnp.stack([s.h for s in states]), jnp.stack([s.c for s in states])
+  return jnp.stack(states)
+
+
+def from_torch_state(state: Any, *, num_layers: int = 1, bidirectional: bool = False) -> base.Carry:
+  """An initial carry for a :func:`from_torch` cell or layer from torch's ``h_0`` (``(h_0, c_0)``).
+
+  The inverse of :func:`to_torch_state`.
+
+  Args:
+    state: ``h_0: (num_layers * num_directions, *batch, H)``, or the pair
+      ``(h_0, c_0)`` of an LSTM; torch tensors, numpy or jax arrays.
+    num_layers: the module's ``num_layers``.
+    bidirectional: the module's ``bidirectional``.
+
+  Returns:
+    For one layer and one direction, a cell's carry (``h: (*batch, H)`` or
+    :class:`jaxrnn.LSTMCarry`); otherwise a tuple over layers of those (of
+    ``(forward, backward)`` pairs when bidirectional), as the layer's
+    ``apply`` takes it.
+  """
+  base.check_positive_int("num_layers", num_layers)
+  lstm = isinstance(state, (tuple, list))
+  if lstm:
+    if len(state) != 2:
+      raise base.InputError(f"state must be h_0 or the pair (h_0, c_0), got a sequence of {len(state)}")
+    h, c = (_as_jax(s) for s in state)
+    if h.shape != c.shape:
+      raise base.InputError(f"h_0 and c_0 must have the same shape, got {tuple(h.shape)} and {tuple(c.shape)}")
+  else:
+    h = c = _as_jax(state)
+  D = 2 if bidirectional else 1
+  if h.ndim < 2 or h.shape[0] != num_layers * D:
+    raise base.InputError(
+      f"state has shape {tuple(h.shape)}, expected (num_layers * num_directions = {num_layers * D}, *batch, H)"
+    )
+
+  def at(i: int) -> Any:
+    return cells_lib.LSTMCarry(h[i], c[i]) if lstm else h[i]
+
+  if num_layers == 1 and not bidirectional:
+    return at(0)
+  return tuple((at(2 * k), at(2 * k + 1)) if bidirectional else at(k) for k in range(num_layers))
+
+
+# ----------------------------------------------------------------------------
+# flax.linen
+
+
+def _flax_params(variables: Any) -> Mapping[str, Any]:
+  if not isinstance(variables, Mapping):
+    raise base.InputTypeError(
+      f"variables must be a mapping such as {{'params': {{...}}}}, got {type(variables).__name__}"
+    )
+  params = variables["params"] if "params" in variables else variables
+  if not isinstance(params, Mapping):
+    raise base.InputTypeError(f"variables['params'] must be a mapping, got {type(params).__name__}")
+  return params
+
+
+def _check_fn(module: Any, attr: str, allowed: Sequence[Any], names: str) -> None:
+  fn = getattr(module, attr)
+  if not any(fn is a for a in allowed):
+    raise base.InputError(
+      f"{type(module).__name__}.{attr} is {getattr(fn, '__name__', fn)!r}; jaxrnn's cell supports only {names}"
+    )
+
+
+def _flax_kind(module: Any) -> str:
+  import flax.linen as nn
+
+  kinds = {
+    nn.OptimizedLSTMCell: "lstm",
+    nn.LSTMCell: "lstm",
+    nn.GRUCell: "gru",
+    nn.MGUCell: "mgu",
+    nn.SimpleCell: "elman",
+  }
+  kind = next((k for cls, k in kinds.items() if isinstance(module, cls)), None)
+  if kind is None:
+    hint = " (pass module.cell and variables['params']['cell'])" if isinstance(module, nn.RNN) else ""
+    raise base.InputTypeError(f"module must be a {_FLAX_CELLS}{hint}, got {_type_name(module)}")
+  if kind == "elman":
+    _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
+    if module.residual:
+      raise base.InputError("SimpleCell.residual is True; jaxrnn's elman has no residual connection")
+  else:
+    _check_fn(module, "gate_fn", (jax.nn.sigmoid,), "sigmoid")
+    _check_fn(module, "activation_fn", (jnp.tanh,), "tanh")
+  if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
+    raise base.InputError(
+      f"{type(module).__name__}.dtype is {jnp.dtype(module.dtype)} but param_dtype is "
+      f"{jnp.dtype(module.param_dtype)}; jaxrnn computes in the params' dtype, so only dtype=None "
+      "(or equal to param_dtype) is supported"
+    )
+  return kind
+
+
+def from_flax(module: Any, variables: Any) -> tuple[base.Cell, base.Params]:
+  r"""A jaxrnn cell, and its params, that compute what a flax.linen recurrent cell computes.
+
+  * ``SimpleCell`` (tanh or relu) -> ``elman(H, nonlinearity=...)``:
+    ``w_x = i.kernel``, ``w_h = h.kernel``, ``b = i.bias``.
+  * ``GRUCell`` -> ``gru(H, reset_after=True)``: ``w_x = [ir, iz, in]``,
+    ``w_h = [hr, hz, hn]``, ``b = [ir, iz, in].bias``, ``b_hn = hn.bias``.
+  * ``MGUCell`` -> ``mgu(H, reset_gate=...)``: ``w_x = [if, in]``,
+    ``w_h = [hf, hn]``, ``b = [if, in].bias``, ``b_hn = hn.bias`` (None
+    without ``reset_gate``).
+  * ``LSTMCell`` and ``OptimizedLSTMCell`` -> ``lstm(H)``:
+    ``w_x = [ii, if, ig, io]``, ``w_h = [hi, hf, hg, ho]``,
+    ``b = [hi, hf, hg, ho].bias`` (flax's input-side Dense layers have none).
+
+  Kernels are concatenated along their output axis (``jnp.concatenate``,
+  so the conversion is traceable and differentiable: applied to flax
+  gradients it gives jaxrnn gradients). Initialisers do not matter since
+  values are copied. flax's LSTM carry is ``(c, h)``, jaxrnn's
+  :class:`jaxrnn.LSTMCarry` is ``(h, c)``: see :func:`from_flax_carry`.
+
+  Args:
+    module: a flax.linen cell (see above) with the default ``gate_fn``
+      (sigmoid) and ``activation_fn`` (tanh; ``SimpleCell`` also relu), no
+      ``residual`` and ``dtype`` None or equal to ``param_dtype``.
+    variables: ``{"params": {...}}`` as returned by ``module.init``, or the
+      ``params`` mapping itself.
+
+  Returns:
+    ``(cell, params)`` with a :class:`jaxrnn.Cell` and its params.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn, jaxrnn
+    >>> module = nn.LSTMCell(4)
+    >>> x = jnp.ones((2, 3))
+    >>> variables = module.init(jax.random.key(0), module.initialize_carry(jax.random.key(1), x.shape), x)
+    >>> cell, params = jaxrnn.interop.from_flax(module, variables)
+    >>> params.w_x.shape, params.w_h.shape
+    ((3, 16), (4, 16))
+  """
+  kind = _flax_kind(module)
+  params = _flax_params(variables)
+  H = int(module.features)
+  cls = type(module).__name__
+
+  def get(name: str, leaf: str) -> Array:
+    if name not in params or not isinstance(params[name], Mapping) or leaf not in params[name]:
+      raise base.InputError(
+        f"variables of flax {cls} must hold params[{name!r}][{leaf!r}]; got params with keys {sorted(params)}"
+      )
+    return jnp.asarray(params[name][leaf])
+
+  names = {
+    "elman": (("i",), ("h",)),
+    "gru": (("ir", "iz", "in"), ("hr", "hz", "hn")),
+    "mgu": (("if", "in"), ("hf", "hn")),
+    "lstm": (("ii", "if", "ig", "io"), ("hi", "hf", "hg", "ho")),
+  }[kind]
+  kx = [get(n, "kernel") for n in names[0]]
+  kh = [get(n, "kernel") for n in names[1]]
+  dtype = kx[0].dtype
+  input_size = int(kx[0].shape[0]) if kx[0].ndim == 2 else -1
+  expected = [(n, a, (input_size, H)) for n, a in zip(names[0], kx, strict=True)]
+  expected += [(n, a, (H, H)) for n, a in zip(names[1], kh, strict=True)]
+  for name, k, shape in expected:
+    if tuple(k.shape) != shape:
+      raise base.InputError(f"params[{name!r}]['kernel'] has shape {tuple(k.shape)}, expected {shape} (features={H})")
+    if k.dtype != dtype:
+      raise base.InputTypeError(f"params[{name!r}]['kernel'] has dtype {k.dtype}, expected {dtype} like the others")
+  w_x = jnp.concatenate(kx, axis=-1)
+  w_h = jnp.concatenate(kh, axis=-1)
+
+  def bias(name: str) -> Array:
+    b = get(name, "bias")
+    if tuple(b.shape) != (H,) or b.dtype != dtype:
+      raise base.InputError(
+        f"params[{name!r}]['bias'] has shape {tuple(b.shape)} and dtype {b.dtype}, expected ({H},) and {dtype}"
+      )
+    return b
+
+  if kind == "elman":
+    nonlinearity = "tanh" if module.activation_fn is jnp.tanh else "relu"
+    cell = cells_lib.elman(H, nonlinearity=nonlinearity, param_dtype=dtype)
+    return cell, cells_lib.ElmanParams(w_x=w_x, w_h=w_h, b=bias("i"))
+  if kind == "gru":
+    b = jnp.concatenate([bias(n) for n in names[0]])
+    return cells_lib.gru(H, reset_after=True, param_dtype=dtype), cells_lib.GRUParams(w_x, w_h, b, bias("hn"))
+  if kind == "mgu":
+    b = jnp.concatenate([bias(n) for n in names[0]])
+    b_hn = bias("hn") if module.reset_gate else None
+    cell = cells_lib.mgu(H, reset_gate=bool(module.reset_gate), param_dtype=dtype)
+    return cell, cells_lib.MGUParams(w_x, w_h, b, b_hn)
+  # Only the hidden-side Dense layers of flax's LSTM have biases (the two are summed).
+  b = jnp.concatenate([bias(n) for n in names[1]])
+  return cells_lib.lstm(H, param_dtype=dtype), cells_lib.LSTMParams(w_x, w_h, b, None)
+
+
+def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool = False) -> tuple[Any, dict]:
+  r"""The flax.linen cell and variables that compute what jaxrnn ``params`` compute (inverse of :func:`from_flax`).
+
+  The cell is chosen by the params' type: :class:`jaxrnn.ElmanParams` ->
+  ``SimpleCell``, :class:`jaxrnn.GRUParams` -> ``GRUCell`` (the params of
+  ``gru(reset_after=True)``), :class:`jaxrnn.MGUParams` -> ``MGUCell``
+  (``reset_gate`` is ``b_hn is not None``), :class:`jaxrnn.LSTMParams` ->
+  ``LSTMCell`` (or ``OptimizedLSTMCell``). Missing biases (``bias=False``)
+  become zeros, which computes the same.
+
+  Args:
+    params: the params of a jaxrnn elman, gru, mgu or lstm cell.
+    nonlinearity: the elman cell's ``"tanh"`` or ``"relu"`` (params do not
+      record it).
+    optimized: give ``OptimizedLSTMCell`` instead of ``LSTMCell``.
+
+  Returns:
+    ``(module, {"params": {...}})``.
+
+  Raises:
+    TypeError: params of another cell.
+    ValueError: what flax cannot express: an LSTM without forget gate or with
+      peepholes, a GRU with ``reset_after=False`` (detected when ``b`` is set
+      but ``b_hn`` is not), an MGU without bias and without ``b_hn``.
+
+  Example:
+    >>> import jax, jaxrnn
+    >>> params = jaxrnn.gru(4).init(jax.random.key(0), 3)
+    >>> module, variables = jaxrnn.interop.to_flax(params)
+    >>> type(module).__name__, sorted(variables["params"])
+    ('GRUCell', ['hn', 'hr', 'hz', 'in', 'ir', 'iz'])
+  """
+  import flax.linen as nn
+
+  if not isinstance(params, (cells_lib.ElmanParams, cells_lib.GRUParams, cells_lib.MGUParams, cells_lib.LSTMParams)):
+    raise base.InputTypeError(
+      "params must be jaxrnn.ElmanParams, GRUParams, MGUParams or LSTMParams, got " + type(params).__name__
+    )
+  w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
+  H = int(w_h.shape[0])
+  dtype = w_x.dtype
+  G = int(w_h.shape[1]) // H
+
+  def split(a: Array, n: int) -> list[Array]:
+    return jnp.split(a, n, axis=-1)
+
+  def b_or_zeros(b: Array | None, n: int) -> Array:
+    return jnp.zeros((n * H,), dtype) if b is None else jnp.asarray(b)
+
+  if isinstance(params, cells_lib.ElmanParams):
+    base.check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    act = jnp.tanh if nonlinearity == "tanh" else jax.nn.relu
+    module = nn.SimpleCell(H, activation_fn=act, param_dtype=dtype)
+    out = {"i": {"kernel": w_x, "bias": b_or_zeros(params.b, 1)}, "h": {"kernel": w_h}}
+    return module, {"params": out}
+  if isinstance(params, cells_lib.GRUParams):
+    if params.b is not None and params.b_hn is None:
+      raise base.InputError("params have b but no b_hn: a gru(reset_after=False), which flax's GRUCell cannot express")
+    b, b_hn = b_or_zeros(params.b, 3), b_or_zeros(params.b_hn, 1)
+    out = {}
+    for n, kx, kh, bx in zip("rzn", split(w_x, 3), split(w_h, 3), split(b, 3), strict=True):
+      out["i" + n] = {"kernel": kx, "bias": bx}
+      out["h" + n] = {"kernel": kh}
+    out["hn"]["bias"] = b_hn
+    return nn.GRUCell(H, param_dtype=dtype), {"params": out}
+  if isinstance(params, cells_lib.MGUParams):
+    if params.b is None and params.b_hn is None:
+      raise base.InputError("MGU params without bias do not say whether reset_gate is on; flax's MGUCell needs biases")
+    reset_gate = params.b_hn is not None
+    b = b_or_zeros(params.b, 2)
+    out = {}
+    for n, kx, kh, bx in zip("fn", split(w_x, 2), split(w_h, 2), split(b, 2), strict=True):
+      out["i" + n] = {"kernel": kx, "bias": bx}
+      out["h" + n] = {"kernel": kh}
+    if reset_gate:
+      out["hn"]["bias"] = jnp.asarray(params.b_hn)
+    return nn.MGUCell(H, reset_gate=reset_gate, param_dtype=dtype), {"params": out}
+  if G != 4:
+    raise base.InputError(f"LSTM params have {G} gates (w_h shape {tuple(w_h.shape)}); flax's LSTMCell needs 4")
+  if params.w_peep is not None:
+    raise base.InputError("LSTM params have peepholes (w_peep); flax's LSTMCell has none")
+  b = b_or_zeros(params.b, 4)
+  out = {}
+  for n, kx, kh, bh in zip("ifgo", split(w_x, 4), split(w_h, 4), split(b, 4), strict=True):
+    out["i" + n] = {"kernel": kx}
+    out["h" + n] = {"kernel": kh, "bias": bh}
+  cls = nn.OptimizedLSTMCell if optimized else nn.LSTMCell
+  return cls(H, param_dtype=dtype), {"params": out}
+
+
+def from_flax_carry(carry: Any) -> base.Carry:
+  """A flax cell's carry as a jaxrnn carry: an LSTM's ``(c, h)`` becomes :class:`jaxrnn.LSTMCarry` ``(h, c)``.
+
+  Other carries (``h: (*batch, H)``) are returned unchanged.
+  """
+  if isinstance(carry, (tuple, list)):
+    if len(carry) != 2:
+      raise base.InputError(f"carry must be h or flax's LSTM pair (c, h), got a sequence of {len(carry)}")
+    c, h = carry
+    return cells_lib.LSTMCarry(h=h, c=c)
+  return carry
+
+
+def to_flax_carry(carry: base.Carry) -> Any:
+  """A jaxrnn carry as a flax cell's: :class:`jaxrnn.LSTMCarry` ``(h, c)`` becomes ``(c, h)``.
+
+  Other carries (``h: (*batch, H)``) are returned unchanged.
+  """
+  if isinstance(carry, cells_lib.LSTMCarry):
+    return (carry.c, carry.h)
+  return carry
