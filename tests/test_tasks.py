@@ -18,6 +18,9 @@ import pytest
 
 from experiments.tasks import BASELINES, TASK_NAMES, Example, Task, baselines, make_task, task_params
 
+# One xdist worker runs the whole module, so each compiled sampler below is shared by its tests.
+pytestmark = pytest.mark.xdist_group("tasks")
+
 # The configuration of each task in these tests; the specific tests reuse them so that every
 # configuration compiles once (XLA compiles of the samplers dominate the suite's time).
 PARAMS = {
@@ -231,8 +234,8 @@ def test_contract_shapes_padding_and_scoring(name):
       np.testing.assert_array_equal(batch.legal, batch.targets > 0.5)
 
   batch = draw(name, seed=1)
-  # Different keys give different sequences (the tasks are random).
-  assert not np.array_equal(batch.xs[0], batch.xs[1]) or not np.array_equal(batch.xs[0], batch.xs[2])
+  # Different keys give different sequences (lag2a has only two).
+  assert len({x.tobytes() for x in batch.xs[:32]}) >= 2
 
   # The ideal outputs are correct with zero error; Exp 1's ideal outputs are the legal set (its
   # targets are the one actually next symbol); 3c's are the noise-free targets.

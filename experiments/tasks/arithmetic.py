@@ -47,10 +47,10 @@ def _make_arithmetic(name: str, T: int) -> Task:
 
   def sample(key: jax.Array) -> Example:
     k_length, k_values, k_pos1, k_pos2 = jax.random.split(key, 4)
-    length = jax.random.randint(k_length, (), T, T_max + 1, dtype=jnp.int32)
+    length = _common.randint(k_length, (), T, T_max + 1)
     values = jax.random.uniform(k_values, (T_max,), jnp.float32, minval=low, maxval=1.0)
-    pos1 = jax.random.randint(k_pos1, (), 0, FIRST_WINDOW, dtype=jnp.int32)
-    j = jax.random.randint(k_pos2, (), 0, window2 - 1, dtype=jnp.int32)
+    pos1 = _common.randint(k_pos1, (), 0, FIRST_WINDOW)
+    j = _common.randint(k_pos2, (), 0, window2 - 1)
     pos2 = j + (j >= pos1).astype(jnp.int32)  # skips pos1: uniform over the other window2 - 1 pairs
     t = _common.steps(T_max)
     values = jnp.where((t == 0) & (pos1 == 0), first_value, values)

@@ -56,7 +56,7 @@ def _lag_ab(name: str, p: int, random_middle: bool) -> Task:
     k_first, k_middle = jax.random.split(key)
     first = jnp.where(jax.random.bernoulli(k_first), X, Y).astype(jnp.int32)
     if random_middle:
-      middle = jax.random.randint(k_middle, (p - 1,), 0, p - 1, dtype=jnp.int32)
+      middle = _common.randint(k_middle, (p - 1,), 0, p - 1)
     else:
       middle = jnp.arange(p - 1, dtype=jnp.int32)
     symbols = jnp.concatenate([first[None], middle, first[None]])  # (p + 1,)
@@ -149,7 +149,7 @@ def make_lag2c(*, p: int = 100, q: int = 100, max_extra: int = 100) -> Task:
     cls = jax.random.bernoulli(k_class).astype(jnp.int32)  # 0: x, 1: y
     length = q + 3 + _common.truncated_geometric(k_tail, P_END, max_extra)
     t = _common.steps(T)
-    distractors = jax.random.randint(k_distractors, (T,), 0, p, dtype=jnp.int32)
+    distractors = _common.randint(k_distractors, (T,), 0, p)
     symbols = jnp.where(t == 0, B, jnp.where(t == 1, X + cls, jnp.where(t == length - 1, E, distractors)))
     xs = _common.one_hot(symbols, p + 4)
     scored = _common.last_step_mask(T, length)

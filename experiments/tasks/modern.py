@@ -58,8 +58,8 @@ def make_adding_modern(*, T: int = 100) -> Task:
   def sample(key: jax.Array) -> Example:
     k_values, k_pos1, k_pos2 = jax.random.split(key, 3)
     values = jax.random.uniform(k_values, (T,), jnp.float32)
-    pos1 = jax.random.randint(k_pos1, (), 0, half, dtype=jnp.int32)
-    pos2 = jax.random.randint(k_pos2, (), half, T, dtype=jnp.int32)
+    pos1 = _common.randint(k_pos1, (), 0, half)
+    pos2 = _common.randint(k_pos2, (), half, T)
     t = _common.steps(T)
     markers = ((t == pos1) | (t == pos2)).astype(jnp.float32)
     xs = jnp.stack([values, markers], axis=-1)
@@ -108,7 +108,7 @@ def make_copy(*, T: int = 100, n_symbols: int = 8, copy_length: int = 10) -> Tas
   delimiter = n_symbols + 1
 
   def sample(key: jax.Array) -> Example:
-    symbols = jax.random.randint(key, (n,), 1, n_symbols + 1, dtype=jnp.int32)
+    symbols = _common.randint(key, (n,), 1, n_symbols + 1)
     blanks = jnp.zeros((length - n,), jnp.int32)
     inputs = jnp.concatenate([symbols, blanks]).at[T + n - 1].set(delimiter)
     outputs = jnp.concatenate([blanks, symbols])

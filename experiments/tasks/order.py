@@ -46,13 +46,13 @@ def _make_order(name: str, length_min: int, length_max: int) -> Task:
 
   def sample(key: jax.Array) -> Example:
     k_length, k_symbols, k_xy, *k_positions = jax.random.split(key, 3 + n)
-    length = jax.random.randint(k_length, (), length_min, length_max + 1, dtype=jnp.int32)
+    length = _common.randint(k_length, (), length_min, length_max + 1)
     t = _common.steps(length_max)
-    symbols = jax.random.randint(k_symbols, (length_max,), 0, 4, dtype=jnp.int32)
+    symbols = _common.randint(k_symbols, (length_max,), 0, 4)
     xy = jax.random.bernoulli(k_xy, 0.5, (n,)).astype(jnp.int32)  # 0: X, 1: Y
     cls = jnp.int32(0)
     for i, ((first, last), k_pos) in enumerate(zip(windows, k_positions, strict=True)):
-      pos = jax.random.randint(k_pos, (), first - 1, last, dtype=jnp.int32)
+      pos = _common.randint(k_pos, (), first - 1, last)
       symbols = jnp.where(t == pos, X_INDEX + xy[i], symbols)
       cls = 2 * cls + xy[i]
     symbols = jnp.where(t == 0, E_INDEX, jnp.where(t == length - 1, B_INDEX, symbols))

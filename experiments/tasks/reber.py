@@ -147,7 +147,7 @@ def make_reber(*, data_seed: int = 0, n_train: int = 256, n_test: int = 256) -> 
   test_set = _encode(strings[n_train:])
 
   def draw(key: jax.Array, data: Example, n: int) -> Example:
-    i = jax.random.randint(key, (), 0, n, dtype=jnp.int32)
+    i = _common.randint(key, (), 0, n)
     return jax.tree.map(lambda a: a[i], data)
 
   def sample(key: jax.Array) -> Example:
