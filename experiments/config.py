@@ -134,6 +134,7 @@ class TrainConfig:
 class RunConfig:
   checkpoint_every: int = 100_000  # training sequences between checkpoints (rounded up to a chunk)
   test_size: int = 2560  # fresh test sequences per trial scored at the end
+  fast_compile: bool = False  # XLA optimisation level 0: compiles ~2x faster, runs ~2x slower (smoke tests)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ class Config:
   run: RunConfig = field(default_factory=RunConfig)
   paper: PaperConfig = field(default_factory=PaperConfig)
   name: str = ""  # the config's name (file stem); not a TOML key
-  source: str = ""  # where it was read from (file and --set), for error messages; not a TOML key
+  source: str = field(
+    default="", compare=False
+  )  # where it was read from (file and --set), for error messages; not a TOML key
 
 
 # ----------------------------------------------------------------------------
@@ -461,6 +464,8 @@ def to_dict(cfg: Config) -> dict[str, Any]:
   d = clean(dataclasses.asdict(cfg))
   d.pop("name", None)
   d.pop("source", None)
+  for key in MODERN_ONLY if cfg.model.mode == "paper" else PAPER_ONLY:
+    d["model"].pop(key, None)
   return d
 
 

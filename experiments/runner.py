@@ -203,6 +203,7 @@ def summarize(
       "paper_max_sequences": p.max_sequences,
     },
     "truncated": truncated,
+    "paper_baselines": list(p.baselines),
     "wall_s": round(wall_s, 3),
     "train_wall_s": round(train_wall_s, 3),
     "trial_sequences_per_s": float(np.sum(stats.sequences) / train_wall_s) if train_wall_s > 0 else None,
@@ -227,6 +228,18 @@ def summarize(
       )
     summary["by_lr"] = by_lr
   return summary
+
+
+# Resolved config text -> (Experiment, compiled run_chunk) of the last runs in this process, so running the same
+# config again (e.g. --resume from Python, or tests) reuses the compiled programs.
+_CACHE: dict[str, tuple[train.Experiment, Any]] = {}
+
+
+def _build(cfg: Config, cfg_text: str, task: Task | None) -> tuple[train.Experiment, Any]:
+  if task is None and cfg_text in _CACHE:
+    return _CACHE[cfg_text]
+  exp = train.build(cfg, task if task is not None else make_task(cfg))
+  return exp, None
 
 
 def run(
@@ -255,8 +268,7 @@ def run(
         f"{out}/config.toml differs from this run's resolved config; resume with the same config and --set options"
       )
 
-  task = task if task is not None else make_task(cfg)
-  exp = train.build(cfg, task)
+  exp, compiled = _build(cfg, cfg_text, task)
   state = exp.init_state()
   weights = train.count_weights(train.trial_params(state, 0))
   wall_before = train_wall_before = 0.0
@@ -274,7 +286,11 @@ def run(
 
   # Compiled once, ahead of time: a call with a state of another shape or dtype would raise, never retrace.
   t0 = time.perf_counter()
-  run_chunk = exp.run_chunk.lower(state).compile()
+  run_chunk = compiled if compiled is not None else exp.run_chunk.lower(state).compile()
+  if task is None:
+    _CACHE[cfg_text] = (exp, run_chunk)
+    while len(_CACHE) > 2:
+      _CACHE.pop(next(iter(_CACHE)))
   compile_s = time.perf_counter() - t0
   B, max_seq, every = cfg.train.batch_size, cfg.train.max_sequences, cfg.run.checkpoint_every
   step = int(state.step)

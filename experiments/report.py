@@ -1,0 +1,121 @@
+"""``python -m experiments report RUNS... --out RESULTS.md``: our rows beside the paper's, with learning curves.
+
+One table per experiment (the ``paper.experiment`` of each run's config), one row per run with the
+paper's numbers beside ours, the task's baselines below, and a learning-curve PNG per run
+(training error against training sequences, from metrics.jsonl) in ``<out folder>/figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _load(run: Path) -> dict[str, Any]:
+  path = run / "summary.json"
+  if not path.exists():
+    raise ValueError(f"{run}: no summary.json (is the run finished?)")
+  return json.loads(path.read_text())
+
+
+def _seqs(x: Any) -> str:
+  if isinstance(x, dict):
+    return f"{x['mean']:,.0f}"
+  return "-" if x is None else f"{x:,.0f}"
+
+
+def _pct(x: Any) -> str:
+  return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _paper_wrong(paper: dict[str, Any]) -> str:
+  if paper.get("test_wrong") is not None:
+    return f"{paper['test_wrong']:g}"
+  if paper.get("test_fraction_wrong") is not None:
+    return f"{paper['test_fraction_wrong'] * 2560:.1f}"
+  return "-"
+
+
+def learning_curve(run: Path, png: Path) -> bool:
+  """Plots the run's training error against sequences; False if it has no metrics."""
+  lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+  if not lines:
+    return False
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  seqs = [x["sequences"] for x in lines]
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  n = len(lines[0]["train_error"])
+  for i in range(n):
+    ax.plot(seqs, [x["train_error"][i] if x["train_error"][i] is not None else float("nan") for x in lines], lw=0.5)
+  mean = [x["train_error_mean"] if x["train_error_mean"] is not None else float("nan") for x in lines]
+  ax.plot(seqs, mean, color="black", lw=1.5, label="mean over active trials")
+  ax.set_yscale("log")
+  ax.set_xlabel("training sequences")
+  ax.set_ylabel("training error (MSE per scored output)")
+  ax.set_title(run.name)
+  ax.legend(loc="upper right", fontsize=8)
+  fig.tight_layout()
+  png.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(png, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def _baselines(s: dict[str, Any]) -> list[str]:
+  try:
+    from experiments.tasks import baselines
+
+    values = baselines(s["task"], **s.get("task_params", {}))
+  except Exception:  # a task without quoted baselines, or parameters it does not read
+    values = {}
+  out = [f"{k} = {v:.4g}" for k, v in values.items()]
+  return out
+
+
+def write_report(runs: list[Path], out: Path) -> Path:
+  """Writes the Markdown report of ``runs`` to ``out`` (and PNGs beside it); returns ``out``."""
+  summaries = [(run, _load(run)) for run in runs]
+  groups: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+  for run, s in summaries:
+    groups.setdefault(s.get("experiment") or s["task"], []).append((run, s))
+  figures = out.parent / "figures"
+  text = [
+    "# Results",
+    "",
+    "Our runs beside the rows of Hochreiter & Schmidhuber (1997). 'sequences' are mean training sequences to",
+    "success over the solved trials; 'wrong' is the mean number wrong of the test sequences (2560 per trial in a",
+    "full run) over the solved trials (all trials if none solved). A run marked truncated had fewer trials or a",
+    "smaller budget than a full run.",
+  ]
+  for name, items in sorted(groups.items()):
+    text += ["", f"## {name}", ""]
+    text += [
+      "| config | row | model | weights | lr | trials | success ours / paper | sequences ours / paper "
+      "| wrong ours / paper | test error | truncated | curve |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
+    for run, s in items:
+      paper = s.get("paper") or {}
+      png = figures / f"{run.name}.png"
+      curve = f"[png](figures/{png.name})" if learning_curve(run, png) else "-"
+      text.append(
+        f"| {s['config']} | {s.get('row', '')} | {s['mode']} {s['cell']} | {s['weights']} "
+        f"({paper.get('weights', '-')}) | {s['lr']} | {s['trials']} ({paper.get('trials', '-')}) | "
+        f"{_pct(s['success_rate'])} / {_pct(paper.get('success_rate'))} | "
+        f"{_seqs(s['sequences_to_success'])} / {_seqs(paper.get('sequences_to_success'))} | "
+        f"{s['test_wrong']:.1f} of {s['test_size']} / {_paper_wrong(paper)} | {s['test_error']:.4g} | "
+        f"{'yes' if s['truncated'] else 'no'} | {curve} |"
+      )
+      for line in _baselines(s) + list(s.get("paper_baselines", [])):
+        if line not in notes:
+          notes.append(line)
+    if notes:
+      text += ["", "Baselines: " + "; ".join(notes) + "."]
+  out.write_text("\n".join(text) + "\n")
+  return out

@@ -1,0 +1,97 @@
+"""Smoke runs of every shipped config through the real CLI, shrunk to a few updates, and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import cli, config
+
+CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.toml"))
+
+SUMMARY_KEYS = {
+  "task",
+  "mode",
+  "cell",
+  "trials",
+  "success_rate",
+  "sequences_to_success",
+  "test_wrong",
+  "test_size",
+  "test_error",
+  "wall_s",
+  "hardware",
+  "paper",
+  "budget",
+  "truncated",
+}
+
+
+def shrink(path: Path) -> list[str]:
+  """--set options that cut a config to 2 trials and 2 chunks of 10 updates."""
+  cfg = config.load(path)
+  chunk = 10 * cfg.train.batch_size
+  out = [
+    "train.trials=2",
+    f"train.eval_every={chunk}",
+    f"train.max_sequences={2 * chunk}",
+    f"run.checkpoint_every={chunk}",
+    "run.test_size=16",
+    "run.fast_compile=true",
+  ]
+  if cfg.train.stop.check_every is not None:
+    out.append(f"train.stop.check_every={chunk}")
+  if cfg.train.stop.test_size is not None:
+    out.append("train.stop.test_size=8")
+  return out
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_smoke_run_of_every_config(tmp_path: Path, path: Path, capsys):
+  out = tmp_path / path.stem
+  argv = ["run", str(path), "--out", str(out), "--no-progress"]
+  for option in shrink(path):
+    argv += ["--set", option]
+  assert cli.main(argv) == 0
+  printed = capsys.readouterr().out
+  assert "| ours (" in printed
+  summary = json.loads((out / "summary.json").read_text())
+  assert SUMMARY_KEYS <= set(summary)
+  cfg = config.load(path, shrink(path))
+  assert summary["trials"] == 2 * len(cfg.train.lrs)
+  assert summary["test_size"] == 16 and summary["truncated"] is True
+  assert summary["mode"] == cfg.model.mode and summary["cell"] == cfg.model.cell
+  assert 0.0 <= summary["success_rate"] <= 1.0
+  if cfg.paper.weights is not None:
+    assert summary["weights"] == cfg.paper.weights
+  if summary["paper"] is not None:
+    assert {"success_rate", "sequences_to_success"} <= set(summary["paper"])
+  lines = (out / "metrics.jsonl").read_text().splitlines()
+  assert 1 <= len(lines) <= 2
+  assert json.loads(lines[-1])["sequences"] <= 2 * 10 * cfg.train.batch_size
+  # The resolved config reads back as the config the run used.
+  assert config.load(out / "config.toml") == config.load(path, shrink(path)).__class__(
+    **{**config.load(path, shrink(path)).__dict__, "name": "config"}
+  )
+  assert (out / "checkpoint.npz").exists()
+
+
+def test_report(tmp_path: Path):
+  runs = []
+  for name in ("default", "modern_gru_adding_t100"):
+    path = next(p for p in CONFIGS if p.stem == name)
+    out = tmp_path / name
+    argv = ["run", str(path), "--out", str(out), "--no-progress"]
+    for option in shrink(path):
+      argv += ["--set", option]
+    assert cli.main(argv) == 0
+    runs.append(str(out))
+  results = tmp_path / "RESULTS.md"
+  assert cli.main(["report", *runs, "--out", str(results)]) == 0
+  text = results.read_text()
+  assert "## Exp 6a: temporal order" in text and "## Exp 4: adding" in text
+  assert "| default |" in text and "chance: 25% correct" in text
+  assert (tmp_path / "figures" / "default.png").stat().st_size > 0
+  assert cli.main(["report", str(tmp_path / "nothing"), "--out", str(results)]) == 2

@@ -1,0 +1,148 @@
+"""Config schema: every shipped config is valid and commented; errors name the key and the file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jax
+import pytest
+
+from experiments import cli, config, runner, train
+
+CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.toml"))
+
+BASE = """
+[task]
+name = "adding"
+[task.params]
+T = 30
+[model]
+mode = "paper"
+blocks = 2
+block_size = 2
+input_gate_bias = [-3.0, -6.0]
+[train]
+lr = 0.5
+trials = 2
+[train.stop]
+rule = "st3"
+error = 0.01
+"""
+
+
+def test_there_are_configs_for_every_row():
+  names = {p.stem for p in CONFIGS}
+  assert "default" in names
+  assert len([n for n in names if n.startswith("exp1_")]) == 5
+  assert len([n for n in names if n.startswith("exp2c_")]) == 9
+  assert len([n for n in names if n.startswith("exp3")]) == 8
+  assert {"exp2a", "exp2b", "exp6a", "exp6b"} <= names
+  assert len([n for n in names if n.startswith("exp4_")]) == 3
+  assert len([n for n in names if n.startswith("exp5_")]) == 2
+  for cell in ("lstm", "gru", "mgu", "elman"):
+    assert any(n.startswith(f"modern_{cell}_") for n in names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_is_valid_commented_and_has_the_papers_weight_count(path: Path):
+  cfg = config.load(path)
+  assert config.from_dict(config.to_dict(cfg), source="<round trip>", name=cfg.name) == cfg
+  # Every field carries a comment.
+  for line in path.read_text().splitlines():
+    if re.match(r"^\s*[A-Za-z_]+\s*=", line):
+      assert "#" in line, f"{path.name}: no comment on {line!r}"
+  task = runner.make_task(cfg)
+  model = train.build_model(cfg, task)
+  weights = train.count_weights(jax.eval_shape(model.init, jax.random.PRNGKey(0)))
+  if cfg.paper.weights is not None:
+    assert weights == cfg.paper.weights
+  if cfg.model.mode == "paper":
+    assert cfg.train.optimizer == "sgd" and cfg.train.batch_size == 1 and cfg.model.truncated_gradient
+  assert not (cfg.paper.max_sequences and cfg.train.max_sequences < cfg.paper.max_sequences) or cfg.name == "default"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+  path = tmp_path / "exp.toml"
+  path.write_text(text)
+  return path
+
+
+@pytest.mark.parametrize(
+  "edit, key, message",
+  [
+    (("[train]", "[train]\nlrr = 0.1"), "train.lrr", "unknown key"),
+    (("[model]", "[model]\ncolour = 'red'"), "model.colour", "unknown key"),
+    (("[train]", "[trainer]\nx = 1\n[train]"), "trainer", "unknown key"),
+    (("trials = 2", 'trials = "2"'), "train.trials", "must be an integer"),
+    (("trials = 2", "trials = 2.5"), "train.trials", "must be an integer"),
+    (("lr = 0.5", "lr = true"), "train.lr", "must be a number or a list of a number"),
+    (("lr = 0.5", "lr = -1"), "train.lr", "must be > 0"),
+    (("lr = 0.5", "lr = []"), "train.lr", "must not be an empty list"),
+    (("trials = 2", "trials = 0"), "train.trials", "must be >= 1"),
+    (('mode = "paper"', 'mode = "old"'), "model.mode", "must be one of"),
+    (("block_size = 2", "block_size = 2\nhidden_size = 8"), "model.hidden_size", "only for mode = 'modern'"),
+    (("[-3.0, -6.0]", "[-3.0]"), "model.input_gate_bias", "one value per block"),
+    (("error = 0.01", "error = 0.01\ncount = 5"), "train.stop.count", "not a parameter of rule 'st3'"),
+    (("error = 0.01", ""), "train.stop.error", "is required by rule 'st3'"),
+    (('rule = "st3"', 'rule = "st4"'), "train.stop.rule", "must be one of"),
+    (("T = 30", "T = 30\nU = 3"), "task.params.U", "unknown parameter of task 'adding'"),
+    (("T = 30", 'T = "30"'), "task.params.T", "must be an integer"),
+    (('name = "adding"', 'name = "addition"'), "task.name", "must be one of"),
+  ],
+)
+def test_invalid_config_names_the_key_and_the_file(tmp_path: Path, edit, key, message):
+  old, new = edit
+  assert old in BASE
+  path = _write(tmp_path, BASE.replace(old, new, 1))
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path)
+  text = str(info.value)
+  assert str(path) in text and f": {key}:" in text and message in text, text
+
+
+def test_a_task_parameter_value_the_task_rejects_names_the_file(tmp_path: Path):
+  cfg = config.load(_write(tmp_path, BASE.replace("T = 30", "T = 3")))
+  with pytest.raises(config.ConfigError, match=r"exp\.toml: task\.params: .*'T'"):
+    runner.make_task(cfg)
+
+
+def test_set_overrides(tmp_path: Path):
+  path = _write(tmp_path, BASE)
+  cfg = config.load(path, ["train.lr=[0.1, 0.2]", "task.params.T=40", "train.stop.window=100", "train.optimizer=adam"])
+  assert cfg.train.lrs == (0.1, 0.2) and cfg.task.params == {"T": 40} and cfg.train.stop.window == 100
+  assert cfg.train.optimizer == "adam"
+  assert config.load(path, ["model.init_scale=1"]).model.init_scale == 1.0  # an int is a number
+
+
+@pytest.mark.parametrize(
+  "override, key, message",
+  [
+    ("train.lrr=0.1", "train.lrr", "unknown key"),
+    ("train.trials=abc", "train.trials", "must be an integer"),
+    ("train.lr=0", "train.lr", "must be > 0"),
+    ("model.hidden_size=8", "model.hidden_size", "only for mode = 'modern'"),
+    ("train.stop.window=0", "train.stop.window", "must be >= 1"),
+    ("train.lr.x=1", "train.lr", "is not a table"),
+  ],
+)
+def test_bad_set_names_the_key_the_option_and_the_file(tmp_path: Path, override, key, message):
+  path = _write(tmp_path, BASE)
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path, [override])
+  text = str(info.value)
+  assert str(path) in text and f"--set {override}" in text and key in text and message in text, text
+
+
+def test_malformed_set(tmp_path: Path):
+  with pytest.raises(config.ConfigError, match="expected key=value"):
+    config.load(_write(tmp_path, BASE), ["train.lr"])
+
+
+def test_cli_reports_a_bad_config_with_status_2(tmp_path: Path, capsys):
+  path = _write(tmp_path, BASE.replace("trials = 2", "trials = -2"))
+  assert cli.main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+  err = capsys.readouterr().err
+  assert str(path) in err and "train.trials" in err
+  assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
+  assert "no such config file" in capsys.readouterr().err

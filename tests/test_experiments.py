@@ -1,0 +1,320 @@
+"""The training engine (experiments.train), its checkpoints and resume (experiments.runner).
+
+Tiny budgets throughout: each test compiles a small program and runs a few updates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import checkpoint, cli, config, train
+from experiments.tasks.base import Example, Task
+
+# ----------------------------------------------------------------------------
+# A stand-in task: one real input, a class signal at step 0, the target at the last step.
+
+
+def stand_in_task(T: int = 5, *, fixed: Example | None = None) -> Task:
+  def sample(key: jax.Array) -> Example:
+    if fixed is not None:
+      return fixed
+    k_class, k_noise = jax.random.split(key)
+    cls = jax.random.bernoulli(k_class)
+    noise = 0.3 * jax.random.normal(k_noise, (T,), jnp.float32)
+    xs = jnp.where(jnp.arange(T) == 0, jnp.where(cls, 1.0, -1.0), noise)[:, None]
+    scored = jnp.arange(T) == T - 1
+    targets = jnp.where(scored, jnp.where(cls, 0.8, 0.2), 0.0)[:, None]
+    return Example(xs, targets, scored, jnp.int32(T), (targets > 0.5))
+
+  def error(outputs: jax.Array, ex: Example) -> jax.Array:
+    return jnp.max(jnp.where(ex.scored[:, None], jnp.abs(outputs - ex.targets), 0.0))
+
+  def correct(outputs: jax.Array, ex: Example) -> jax.Array:
+    return error(outputs, ex) < 0.25
+
+  return Task(
+    name="noise3a",
+    input_size=1,
+    output_size=1,
+    max_length=T,
+    output_activation="sigmoid",
+    loss="mse",
+    sample=sample,
+    test_sample=sample,
+    correct=correct,
+    error=error,
+  )
+
+
+def paper_cfg(**train_overrides: object) -> config.Config:
+  raw = {
+    "task": {"name": "noise3a"},
+    "model": {
+      "mode": "paper",
+      "blocks": 2,
+      "block_size": 1,
+      "init_scale": 0.5,
+      "input_gate_bias": [-1.0, -2.0],
+    },
+    "train": {"lr": 0.5, "trials": 2, "max_sequences": 40, "eval_every": 10, "stop": {"rule": "st3", "error": 0.05}},
+    "run": {"test_size": 20},
+  }
+  raw["train"].update(train_overrides)
+  return config.from_dict(raw, source="<test>", name="test")
+
+
+# ----------------------------------------------------------------------------
+# Online truncated-gradient SGD equals the paper's algorithm computed by hand.
+
+
+def _sig(x: np.ndarray) -> np.ndarray:
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def _hand_update(p: train.ModelParams, ex: Example, lr: float) -> dict[str, np.ndarray]:
+  """One online step of the 1997 LSTM (one block, one cell) by the paper's truncated RTRL, in float64.
+
+  Units: [cell, input gate, output gate]. Each net input sees src(t) = [x(t), y(t-1), 1]; truncation
+  treats src as constant, so only the cell state carries derivatives through time:
+    ds/dθ_c(t) = ds/dθ_c(t-1) + y_in g'(net_c) src,  ds/dθ_in(t) = ds/dθ_in(t-1) + g(net_c) y_in (1 - y_in) src.
+  """
+  f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+  w_x, w_h = f64(p.cell.w_x), f64(p.cell.w_h)
+  b = np.concatenate([f64(p.cell.b_cell), f64(p.cell.b_in), f64(p.cell.b_out)])
+  W = np.concatenate([w_x, w_h, b[None]], axis=0)  # (I + U + 1, U): rows = src, columns = units
+  w_o, b_o = f64(p.out.w), f64(p.out.b)
+  xs, targets, scored = f64(ex.xs), f64(ex.targets), np.asarray(ex.scored)
+  n_src = W.shape[0]
+  y_prev, s = np.zeros(3), 0.0
+  ds_c, ds_in = np.zeros(n_src), np.zeros(n_src)
+  gW, gw_o, gb_o = np.zeros_like(W), np.zeros_like(w_o), np.zeros_like(b_o)
+  for t in range(xs.shape[0]):
+    src = np.concatenate([xs[t], y_prev, [1.0]])
+    net = src @ W
+    y_in, y_out = _sig(net[1]), _sig(net[2])
+    g = 4 * _sig(net[0]) - 2
+    g_prime = 4 * _sig(net[0]) * (1 - _sig(net[0]))
+    s = s + y_in * g
+    h = 2 * _sig(s) - 1
+    h_prime = 2 * _sig(s) * (1 - _sig(s))
+    y_c = y_out * h
+    ds_c = ds_c + y_in * g_prime * src
+    ds_in = ds_in + g * y_in * (1 - y_in) * src
+    out = _sig(y_c * w_o[0] + b_o)
+    if scored[t]:
+      delta = (out - targets[t]) * out * (1 - out)  # dE/dnet_k of E = 1/2 sum (y - d)^2
+      gw_o[0] += delta * y_c
+      gb_o += delta
+      e_c = float(np.sum(delta * w_o[0]))  # dE/dy_c
+      gW[:, 0] += e_c * y_out * h_prime * ds_c
+      gW[:, 1] += e_c * y_out * h_prime * ds_in
+      gW[:, 2] += e_c * h * y_out * (1 - y_out) * src
+    y_prev = np.array([y_c, y_in, y_out])
+  W_new = W - lr * gW
+  I = w_x.shape[0]
+  return {
+    "w_x": W_new[:I],
+    "w_h": W_new[I:-1],
+    "b": W_new[-1],
+    "w_o": w_o - lr * gw_o,
+    "b_o": b_o - lr * gb_o,
+  }
+
+
+def test_online_truncated_sgd_equals_hand_computed_update():
+  T = 4
+  ex = Example(
+    xs=jnp.asarray([[1.0], [-0.5], [0.3], [0.8]], jnp.float32),
+    targets=jnp.asarray([[0.0], [0.7], [0.0], [0.2]], jnp.float32),
+    scored=jnp.asarray([False, True, False, True]),
+    length=jnp.int32(T),
+    legal=jnp.zeros((T, 1), bool),
+  )
+  cfg = config.from_dict(
+    {
+      "task": {"name": "noise3a"},
+      "model": {"mode": "paper", "blocks": 1, "block_size": 1, "init_scale": 0.8, "input_gate_bias": [-0.5]},
+      "train": {"lr": 0.7, "trials": 1, "max_sequences": 1, "eval_every": 1, "stop": {"rule": "none"}},
+      "run": {"test_size": 1},
+    },
+    source="<test>",
+  )
+  exp = train.build(cfg, stand_in_task(T, fixed=ex))
+  state = exp.init_state()
+  before = train.trial_params(state, 0)
+  after = train.trial_params(exp.run_chunk(state), 0)
+  want = _hand_update(before, ex, 0.7)
+  assert not np.allclose(before.cell.w_h, after.cell.w_h)  # the update is not trivially zero
+  b = np.concatenate([after.cell.b_cell, after.cell.b_in, after.cell.b_out])
+  np.testing.assert_allclose(after.cell.w_x, want["w_x"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(after.cell.w_h, want["w_h"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(b, want["b"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(after.out.w, want["w_o"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(after.out.b, want["b_o"], rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# vmap over trials equals the trials one by one; the chunk compiles once.
+
+
+def test_vmapped_trials_equal_trials_run_one_by_one():
+  task = stand_in_task()
+  exp = train.build(paper_cfg(lr=[0.1, 0.5], trials=2, seed=3), task)
+  state = exp.init_state()
+  alone = train.build(paper_cfg(lr=0.5, trials=1, seed=4), task)
+  s1 = alone.init_state()
+  for _ in range(3):
+    state, s1 = exp.run_chunk(state), alone.run_chunk(s1)
+  assert [(d["lr"], d["seed"]) for d in exp.trial_info] == [(0.1, 3), (0.1, 4), (0.5, 3), (0.5, 4)]
+  got = jax.tree.map(lambda a: a[3], state.trials)
+  want = jax.tree.map(lambda a: a[0], s1.trials)
+  chex.assert_trees_all_close(got.params, want.params, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_equal(got.stats.sequences, want.stats.sequences)
+  chex.assert_trees_all_equal(got.stats.streak, want.stats.streak)
+  chex.assert_trees_all_equal(got.key, want.key)
+  # Trials with other learning rates or seeds did differ.
+  assert not np.allclose(state.trials.params.out.w[1], state.trials.params.out.w[3])
+  assert not np.allclose(state.trials.params.out.w[2], state.trials.params.out.w[3])
+
+
+@pytest.fixture(scope="module")
+def solvable():
+  """An experiment the stand-in task solves quickly, and its chunk jitted under a trace counter.
+
+  Every test that uses this fixture calls the same jitted chunk: together they check it is traced
+  (so compiled) once, however many chunks run.
+  """
+  cfg = paper_cfg(lr=1.0, trials=2, max_sequences=3000, eval_every=100, stop={"rule": "st3", "error": 0.5, "window": 5})
+  exp = train.build(cfg, stand_in_task())
+  yield exp, jax.jit(chex.assert_max_traces(exp.chunk_fn, n=1))
+  chex.clear_trace_counter()
+
+
+def test_solved_trials_freeze_and_record_success(solvable):
+  # A tiny ST3 window and a loose threshold: the stand-in task is solved within the budget.
+  exp, run_chunk = solvable
+  state = exp.init_state()
+  for _ in range(30):
+    state = run_chunk(state)
+    if bool(jnp.all(state.trials.stats.solved)):
+      break
+  stats = state.trials.stats
+  assert bool(jnp.all(stats.solved))
+  assert bool(jnp.all(stats.solved_at == stats.sequences))
+  assert bool(jnp.all(stats.streak >= 5))
+  frozen = state.trials
+  state = run_chunk(state)
+  chex.assert_trees_all_equal(frozen, state.trials)
+  assert int(state.step) > 2 * exp.chunk_updates  # several chunks, one trace (assert_max_traces)
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints and resume.
+
+
+def test_checkpoint_round_trip(tmp_path: Path, solvable):
+  exp, run_chunk = solvable
+  state = run_chunk(exp.init_state())
+  checkpoint.save(tmp_path / "c.npz", state, {"step": 7})
+  restored, meta = checkpoint.load(tmp_path / "c.npz", exp.init_state())
+  assert meta["step"] == 7
+  chex.assert_trees_all_equal(restored, state)
+  chex.assert_trees_all_equal(run_chunk(restored), run_chunk(state))  # same shapes and dtypes: no retrace
+  with np.load(tmp_path / "c.npz", allow_pickle=False) as data:  # no pickled objects inside
+    assert all(data[k].dtype != object for k in data.files)
+  bigger = jax.tree.map(lambda a: jnp.concatenate([a, a[:1]]), exp.init_state().trials)
+  with pytest.raises(ValueError, match="another config"):
+    checkpoint.load(tmp_path / "c.npz", train.State(jnp.int32(0), bigger))
+
+
+RESUME_CONFIG = """
+[task]
+name = "noise3a"
+[task.params]
+T = 8
+N = 1
+[model]
+mode = "paper"
+blocks = 2
+block_size = 1
+init_scale = 0.3
+input_gate_bias = [-1.0, -2.0]
+output_bias = false
+[train]
+lr = [0.5, 1.0]
+trials = 2
+max_sequences = 600
+eval_every = 50
+[train.stop]
+rule = "st12"
+check_every = 50
+test_size = 16
+max_wrong = 2
+mean_error = 0.3
+[run]
+checkpoint_every = 100
+test_size = 64
+"""
+
+_VOLATILE = {"wall_s", "train_wall_s", "trial_sequences_per_s", "compile_s"}
+
+
+def _stable(summary: dict) -> dict:
+  return {k: v for k, v in summary.items() if k not in _VOLATILE}
+
+
+def _metrics(run: Path) -> list[dict]:
+  lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+  return [{k: v for k, v in x.items() if k != "wall_s"} for x in lines]
+
+
+class Interrupt:
+  """A hook that raises ``exc`` at the first chunk after ``after_checkpoints`` checkpoints (+ ``extra`` chunks)."""
+
+  def __init__(self, exc: BaseException, extra: int = 0):
+    self.exc, self.extra, self.armed = exc, extra, None
+
+  def __call__(self, event: dict) -> None:
+    if self.armed is None and event["checkpointed"]:
+      self.armed = self.extra
+    elif self.armed is not None:
+      self.armed -= 1
+    if self.armed is not None and self.armed <= 0:
+      raise self.exc
+
+
+def test_resume_after_interrupt_or_kill_gives_the_same_summary(tmp_path: Path):
+  path = tmp_path / "resume.toml"
+  path.write_text(RESUME_CONFIG)
+  full = tmp_path / "full"
+  assert cli.main(["run", str(path), "--out", str(full), "--no-progress"]) == 0
+  want = json.loads((full / "summary.json").read_text())
+
+  # Ctrl-C right after the first checkpoint: a checkpoint is saved, exit status 130, then --resume.
+  cut = tmp_path / "ctrl_c"
+  argv = ["run", str(path), "--out", str(cut), "--no-progress"]
+  assert cli.main(argv, hook=Interrupt(KeyboardInterrupt())) == 130
+  assert not (cut / "summary.json").exists()
+  assert cli.main([*argv, "--resume"]) == 0
+  assert _stable(json.loads((cut / "summary.json").read_text())) == _stable(want)
+  assert _metrics(cut) == _metrics(full)
+
+  # A hard kill two chunks after the first checkpoint (no chance to save): resume redoes those chunks.
+  killed = tmp_path / "killed"
+  argv = ["run", str(path), "--out", str(killed), "--no-progress"]
+  with pytest.raises(SystemExit):
+    cli.main(argv, hook=Interrupt(SystemExit(9), extra=2))
+  assert cli.main(argv) == 2  # a checkpoint is there: refuse to start over without --resume
+  assert cli.main([*argv, "--resume"]) == 0
+  assert _stable(json.loads((killed / "summary.json").read_text())) == _stable(want)
+  assert _metrics(killed) == _metrics(full)
+
+  # Resuming with another config is refused.
+  assert cli.main([*argv, "--resume", "--set", "train.lr=0.2"]) == 2
