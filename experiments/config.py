@@ -163,9 +163,8 @@ class Config:
   run: RunConfig = field(default_factory=RunConfig)
   paper: PaperConfig = field(default_factory=PaperConfig)
   name: str = ""  # the config's name (file stem); not a TOML key
-  source: str = field(
-    default="", compare=False
-  )  # where it was read from (file and --set), for error messages; not a TOML key
+  # Where it was read from (file and --set), for error messages; not a TOML key.
+  source: str = field(default="", compare=False)
 
 
 # ----------------------------------------------------------------------------

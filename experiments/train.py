@@ -373,9 +373,8 @@ def build(cfg: Config, task: Task) -> Experiment:
     return {"wrong": jnp.sum(wrong), "error": jnp.sum(err) / test_size, "mse": jnp.sum(loss) / test_size}
 
   # fast_compile: XLA's optimisation level 0 compiles about twice as fast and runs about half as fast.
-  jit = functools.partial(
-    jax.jit, compiler_options={"xla_backend_optimization_level": 0} if cfg.run.fast_compile else None
-  )
+  options = {"xla_backend_optimization_level": 0} if cfg.run.fast_compile else None
+  jit = functools.partial(jax.jit, compiler_options=options)
   test = jit(lambda params: jax.vmap(test_trial)(params, test_keys))
 
   def init_state() -> State:
