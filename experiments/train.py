@@ -28,6 +28,20 @@ Choices where the paper (restated in shared/lstm1997.md) is ambiguous:
   (the usual normalisation with Adam); paper mode sums half squared errors.
 * Choice: trial ``i`` of every learning rate uses seed ``seed + i``, so a
   learning-rate sweep compares the same initial weights and data streams.
+* Choice: checks that need an evaluation (Exp 1's fixed sets, Exp 3's ST1/ST2)
+  run every ``train.stop.check_every`` sequences on the params after that
+  update; sequences to success are then multiples of ``check_every``. Exp 3
+  draws a fresh set of ``test_size`` (256) test sequences at every check.
+* Choice: the other rules (ST3, successive, recent errors) are checked after
+  every update. With minibatches (modern mode) the sequences of an update
+  count in batch order (a streak ends at the batch's last wrong sequence).
+* Choice: "sequences to success" is when the rule held (ST3, Exp 1, Exp 3's
+  ST2, Exp 5), except Exp 2's successive rule, which reports the start of the
+  successful streak (see below).
+* Choice: the final test scores ``run.test_size`` (2560) fresh test sequences
+  per trial (Exp 1: drawn from the 256 test strings), with keys fixed by the
+  trial's seed; the summary averages the solved trials (all if none solved),
+  as the paper tests the nets that met the stopping criterion.
 """
 
 from __future__ import annotations
