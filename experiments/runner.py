@@ -192,6 +192,7 @@ def summarize(
     "test_size": test_size,
     "test_trials": "solved" if solved.any() else "all",
     "test_wrong": float(wrong[test_idx].mean()),
+    "test_wrong_median": float(np.median(wrong[test_idx])),
     "test_fraction_wrong": float(wrong[test_idx].mean() / test_size),
     "test_error": float(np.asarray(test["error"])[test_idx].mean()),
     "test_mse": float(np.asarray(test["mse"])[test_idx].mean()),
