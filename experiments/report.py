@@ -88,9 +88,9 @@ def write_report(runs: list[Path], out: Path) -> Path:
     "# Results",
     "",
     "Our runs beside the rows of Hochreiter & Schmidhuber (1997). 'sequences' are mean training sequences to",
-    "success over the solved trials; 'wrong' is the mean number wrong of the test sequences (2560 per trial in a",
-    "full run) over the solved trials (all trials if none solved). A run marked truncated had fewer trials or a",
-    "smaller budget than a full run.",
+    "success over the solved trials; 'wrong' is the mean (and median) number wrong of the test sequences (2560",
+    "per trial in a full run) over the solved trials (all trials if none solved). A run marked truncated had",
+    "fewer trials or a smaller budget than a full run.",
   ]
   for name, items in sorted(groups.items()):
     text += ["", f"## {name}", ""]
@@ -109,7 +109,8 @@ def write_report(runs: list[Path], out: Path) -> Path:
         f"({paper.get('weights', '-')}) | {s['lr']} | {s['trials']} ({paper.get('trials', '-')}) | "
         f"{_pct(s['success_rate'])} / {_pct(paper.get('success_rate'))} | "
         f"{_seqs(s['sequences_to_success'])} / {_seqs(paper.get('sequences_to_success'))} | "
-        f"{s['test_wrong']:.1f} of {s['test_size']} / {_paper_wrong(paper)} | {s['test_error']:.4g} | "
+        f"{s['test_wrong']:.1f} (median {s.get('test_wrong_median', float('nan')):g}) of {s['test_size']} / "
+        f"{_paper_wrong(paper)} | {s['test_error']:.4g} | "
         f"{'yes' if s['truncated'] else 'no'} | {curve} |"
       )
       for line in _baselines(s) + list(s.get("paper_baselines", [])):
