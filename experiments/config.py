@@ -81,6 +81,7 @@ class ModelConfig:
   truncated_gradient: bool = True  # the paper's truncated backprop (error flows back only through s)
   # Both modes.
   output_bias: bool = True  # whether the output units have biases (paper weight counts depend on it)
+  output_sees_input: bool = False  # direct connections from the inputs to the output units (Exp 2a/2b)
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
 
@@ -120,6 +121,9 @@ class TrainConfig:
   seed: int = 0  # trial i uses seed + i (so a trial can be re-run alone)
   batch_size: int = 1  # sequences per update (1 = online)
   optimizer: str = "sgd"  # "sgd" (plain, no momentum) or "adam"
+  # "sequence": one update per sequence (batch) by backprop through it; "step": the paper's truncated RTRL,
+  # an update after every time step (paper mode, batch_size 1, truncated gradient only).
+  update_every: str = "sequence"
   clip_norm: float = 0.0  # clip the gradient's global norm to this (0 = no clipping)
   max_sequences: int = 100_000  # budget: training sequences per trial
   eval_every: int = 1000  # training sequences per compiled chunk; one metrics line each
@@ -321,6 +325,13 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
       raise err(f"train.{key}", f"must be >= 1, got {getattr(t, key)}")
   if t.seed < 0:
     raise err("train.seed", f"must be >= 0, got {t.seed}")
+  if t.update_every not in ("sequence", "step"):
+    raise err("train.update_every", f"must be 'sequence' or 'step', got {t.update_every!r}")
+  if t.update_every == "step":
+    if m.mode != "paper" or not m.truncated_gradient:
+      raise err("train.update_every", "'step' (truncated RTRL) needs model.mode = 'paper' with truncated_gradient")
+    if t.batch_size != 1:
+      raise err("train.update_every", f"'step' needs train.batch_size = 1, got {t.batch_size}")
   if t.optimizer not in OPTIMIZERS:
     raise err("train.optimizer", f"must be one of {OPTIMIZERS}, got {t.optimizer!r}")
   if t.clip_norm < 0:

@@ -75,6 +75,9 @@ class Model(NamedTuple):
   init: Callable[[Array], ModelParams]  # init(key) -> params
   # apply(params, xs: (T, input_size)) -> (outputs (T, K) after the output activation, pre-activations (T, K))
   apply: Callable[[ModelParams, Array], tuple[Array, Array]]
+  # step(params, carry, x: (input_size,)) -> (carry, (output (K,), pre-activation (K,))): one time step
+  step: Callable[[ModelParams, Any, Array], tuple[Any, tuple[Array, Array]]]
+  cell: jaxrnn.Cell
 
 
 class TrialStats(NamedTuple):
@@ -167,15 +170,25 @@ def build_model(cfg: Config, task: Task) -> Model:
 
   def init_fn(key: Array) -> ModelParams:
     k_cell, k_out = jax.random.split(key)
-    return ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, hidden))
+    readout_inputs = hidden + (task.input_size if m.output_sees_input else 0)
+    return ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, readout_inputs))
 
   def apply_fn(params: ModelParams, xs: Array) -> tuple[Array, Array]:
     # Activations start at zero for every sequence (the paper resets them at each sequence start).
     _, hs = jaxrnn.unroll(cell, params.cell, xs)
+    if m.output_sees_input:
+      hs = jnp.concatenate([hs, xs], axis=-1)
     z = readout.apply(params.out, hs)
     return activation(z), z
 
-  return Model(init_fn, apply_fn)
+  def step_fn(params: ModelParams, carry: Any, x: Array) -> tuple[Any, tuple[Array, Array]]:
+    carry, h = cell.apply(params.cell, carry, x)
+    if m.output_sees_input:
+      h = jnp.concatenate([h, x], axis=-1)
+    z = readout.apply(params.out, h)
+    return carry, (activation(z), z)
+
+  return Model(init_fn, apply_fn, step_fn, cell)
 
 
 def count_weights(params: ModelParams) -> int:
@@ -245,6 +258,7 @@ def build(cfg: Config, task: Task) -> Experiment:
   paper = cfg.model.mode == "paper"
   info = trial_seeds(cfg)
   chunk_updates = t.eval_every // B
+  per_step = t.update_every == "step"
   check_updates = (stop.check_every // B) if stop.check_every is not None else 0
   if stop.rule == "all_correct" and (task.train_set is None or task.test_set is None):
     raise ValueError(f"stop rule 'all_correct' needs a task with fixed train/test sets; {task.name!r} has none")
@@ -270,6 +284,60 @@ def build(cfg: Config, task: Task) -> Experiment:
     ok, err, _ = score(params, ex)
     return jnp.sum(~ok).astype(jnp.int32), jnp.mean(err)
 
+  def sgd_update(params: ModelParams, opt_state: Any, lr: Array, grads: ModelParams) -> tuple[ModelParams, Any]:
+    # optax's Adam raises a float to an int32 count, which strict dtype promotion rejects.
+    with jax.numpy_dtype_promotion("standard"):
+      updates, opt_state = opt.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+  def online_rtrl(
+    params: ModelParams, opt_state: Any, lr: Array, ex: Example
+  ) -> tuple[ModelParams, Any, Array, Array]:
+    """The paper's truncated RTRL: a weight change after every scored time step of one sequence.
+
+    With the truncated gradient the recurrent activations y(t-1) enter every net input as constants, so
+    the only path from the weights into the past is the cell state, and ds(t)/ds(t-1) = I. The
+    sensitivities S(t) = ds(t)/dθ (one per cell) then follow S(t) = S(t-1) + ∂s(t)/∂θ|_{s(t-1)}, and the
+    error at t has gradient ∂E(t)/∂θ|_{s(t-1)} + ∂E(t)/∂s(t) · S(t-1). Both partials come from one VJP of
+    the step, applied to the C*S unit cotangents of s(t) and to E(t). S accumulates across weight changes,
+    as in online RTRL.
+    """
+    xs, targets, scored = ex.xs[0], ex.targets[0], ex.scored[0]  # batch_size is 1
+    carry = model.cell.initial_carry((), xs.dtype)
+    CS = carry.s.shape[-1]
+    sens = jax.tree.map(lambda w: jnp.zeros((CS, *w.shape), w.dtype), params.cell)
+
+    def time_step(c: tuple, inp: tuple) -> tuple[tuple, tuple[Array, Array]]:
+      params, opt_state, carry, sens = c
+      x, d, sc = inp
+
+      def f(p: ModelParams, s_prev: Array) -> tuple[tuple[Array, Array], tuple[Any, Array, Array]]:
+        new_carry, (out, z) = model.step(p, carry._replace(s=s_prev), x)
+        if task.loss == "mse":
+          e = 0.5 * jnp.sum(sc.astype(out.dtype) * (out - d) ** 2)
+        else:
+          e = -jnp.sum(sc.astype(out.dtype) * d * jax.nn.log_softmax(z))
+        return (new_carry.s, e), (new_carry, out, z)
+
+      (_, _), vjp_fn, (new_carry, out, z) = jax.vjp(f, params, carry.s, has_aux=True)
+      eye = jnp.eye(CS + 1, CS, dtype=xs.dtype)  # rows 0..CS-1: d s_v; row CS: nothing on s
+      e_cot = (jnp.arange(CS + 1) == CS).astype(xs.dtype)  # row CS: d E
+      d_params, d_s_prev = jax.vmap(vjp_fn)((eye, e_cot))
+      grad_direct = jax.tree.map(lambda g: g[CS], d_params)
+      de_ds = d_s_prev[CS]  # dE(t)/ds(t), since ds(t)/ds(t-1) = I
+      grad_cell = jax.tree.map(lambda g, S: g + jnp.tensordot(de_ds, S, axes=1), grad_direct.cell, sens)
+      sens = jax.tree.map(lambda S, g: S + g[:CS], sens, d_params.cell)
+      grads = ModelParams(grad_cell, grad_direct.out)
+      params, opt_state = sgd_update(params, opt_state, lr, grads)
+      return (params, opt_state, new_carry, sens), (out, z)
+
+    (params, opt_state, _, _), (outputs, logits) = jax.lax.scan(
+      time_step, (params, opt_state, carry, sens), (xs, targets, scored)
+    )
+    _, mean_loss = sequence_losses(task, outputs, logits, jax.tree.map(lambda a: a[0], ex))
+    return params, opt_state, outputs[None], mean_loss[None]
+
   def trial_update(step: Array, ts: TrialState) -> TrialState:
     key, k_data, k_check = jax.random.split(ts.key, 3)
     ex = jax.vmap(task.sample)(jax.random.split(k_data, B))
@@ -280,12 +348,11 @@ def build(cfg: Config, task: Task) -> Experiment:
       obj = jnp.sum(half_se) if paper else jnp.mean(mean_loss)
       return obj, (outputs, mean_loss)
 
-    (_, (outputs, mean_loss)), grads = jax.value_and_grad(objective, has_aux=True)(ts.params)
-    # optax's Adam raises a float to an int32 count, which strict dtype promotion rejects.
-    with jax.numpy_dtype_promotion("standard"):
-      updates, opt_state = opt.update(grads, ts.opt_state, ts.params)
-    updates = jax.tree.map(lambda u: ts.lr.astype(u.dtype) * u, updates)
-    params = optax.apply_updates(ts.params, updates)
+    if per_step:
+      params, opt_state, outputs, mean_loss = online_rtrl(ts.params, ts.opt_state, ts.lr, ex)
+    else:
+      (_, (outputs, mean_loss)), grads = jax.value_and_grad(objective, has_aux=True)(ts.params)
+      params, opt_state = sgd_update(ts.params, ts.opt_state, ts.lr, grads)
 
     correct = jax.vmap(task.correct)(outputs, ex)  # (B,)
     error = jax.vmap(task.error)(outputs, ex)  # (B,)

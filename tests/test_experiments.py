@@ -78,12 +78,14 @@ def _sig(x: np.ndarray) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-x))
 
 
-def _hand_update(p: train.ModelParams, ex: Example, lr: float) -> dict[str, np.ndarray]:
+def _hand_update(p: train.ModelParams, ex: Example, lr: float, per_step: bool = False) -> dict[str, np.ndarray]:
   """One online step of the 1997 LSTM (one block, one cell) by the paper's truncated RTRL, in float64.
 
   Units: [cell, input gate, output gate]. Each net input sees src(t) = [x(t), y(t-1), 1]; truncation
   treats src as constant, so only the cell state carries derivatives through time:
     ds/dθ_c(t) = ds/dθ_c(t-1) + y_in g'(net_c) src,  ds/dθ_in(t) = ds/dθ_in(t-1) + g(net_c) y_in (1 - y_in) src.
+  per_step: change the weights after every scored step (the paper's online truncated RTRL), else once with
+  the gradient summed over the sequence.
   """
   f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
   w_x, w_h = f64(p.cell.w_x), f64(p.cell.w_h)
@@ -117,6 +119,9 @@ def _hand_update(p: train.ModelParams, ex: Example, lr: float) -> dict[str, np.n
       gW[:, 1] += e_c * y_out * h_prime * ds_in
       gW[:, 2] += e_c * h * y_out * (1 - y_out) * src
     y_prev = np.array([y_c, y_in, y_out])
+    if per_step:
+      W, w_o, b_o = W - lr * gW, w_o - lr * gw_o, b_o - lr * gb_o
+      gW, gw_o, gb_o = np.zeros_like(W), np.zeros_like(w_o), np.zeros_like(b_o)
   W_new = W - lr * gW
   I = w_x.shape[0]
   return {
@@ -128,12 +133,13 @@ def _hand_update(p: train.ModelParams, ex: Example, lr: float) -> dict[str, np.n
   }
 
 
-def test_online_truncated_sgd_equals_hand_computed_update():
+@pytest.mark.parametrize("update_every", ["sequence", "step"])
+def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
   T = 4
   ex = Example(
     xs=jnp.asarray([[1.0], [-0.5], [0.3], [0.8]], jnp.float32),
-    targets=jnp.asarray([[0.0], [0.7], [0.0], [0.2]], jnp.float32),
-    scored=jnp.asarray([False, True, False, True]),
+    targets=jnp.asarray([[0.0], [1.0], [0.0], [1.0]], jnp.float32),
+    scored=jnp.asarray([False, True, True, True]),
     length=jnp.int32(T),
     legal=jnp.zeros((T, 1), bool),
   )
@@ -141,7 +147,14 @@ def test_online_truncated_sgd_equals_hand_computed_update():
     {
       "task": {"name": "noise3a"},
       "model": {"mode": "paper", "blocks": 1, "block_size": 1, "init_scale": 0.8, "input_gate_bias": [-0.5]},
-      "train": {"lr": 0.7, "trials": 1, "max_sequences": 1, "eval_every": 1, "stop": {"rule": "none"}},
+      "train": {
+        "lr": 5.0,  # large, so that changing weights within the sequence matters
+        "trials": 1,
+        "max_sequences": 1,
+        "eval_every": 1,
+        "update_every": update_every,
+        "stop": {"rule": "none"},
+      },
       "run": {"test_size": 1, "fast_compile": True},
     },
     source="<test>",
@@ -150,13 +163,16 @@ def test_online_truncated_sgd_equals_hand_computed_update():
   state = exp.init_state()
   before = train.trial_params(state, 0)
   after = train.trial_params(exp.run_chunk(state), 0)
-  want = _hand_update(before, ex, 0.7)
+  want = _hand_update(before, ex, 5.0, per_step=update_every == "step")
+  other = _hand_update(before, ex, 5.0, per_step=update_every != "step")
+  for k in ("w_h", "b", "w_o"):  # the test tells the two rules apart
+    assert np.max(np.abs(want[k] - other[k])) > 1e-3
   assert not np.allclose(before.cell.w_h, after.cell.w_h)  # the update is not trivially zero
   b = np.concatenate([after.cell.b_cell, after.cell.b_in, after.cell.b_out])
-  np.testing.assert_allclose(after.cell.w_x, want["w_x"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(after.cell.w_h, want["w_h"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(b, want["b"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(after.out.w, want["w_o"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(after.cell.w_x, want["w_x"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(after.cell.w_h, want["w_h"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(b, want["b"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(after.out.w, want["w_o"], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(after.out.b, want["b_o"], rtol=1e-5, atol=1e-6)
 
 
