@@ -12,12 +12,14 @@ optimiser state, key and statistics stop changing. The host only calls
 
 Choices where the paper (restated in shared/lstm1997.md) is ambiguous:
 
-* Choice: weights change once per sequence, by the gradient of the sequence's
-  summed half squared error ``1/2 sum_{t scored} sum_k (y_k - d_k)^2`` (the
-  paper's error ``E``, whose derivative gives its deltas ``f'(net)(d - y)``).
-  For tasks scored at the last step only (Exp 2b/2c, 3-6) this equals the
-  paper's per-step online updates; for Exp 1 and 2a the paper may have
-  changed weights within a sequence.
+* Choice: the paper's online learning is truncated RTRL with a weight change
+  after every time step (``train.update_every = "step"``, :func:`build`'s
+  ``online_rtrl``); its error is ``E(t) = 1/2 sum_k (y_k - d_k)^2`` (whose
+  derivative gives the paper's deltas ``f'(net)(d - y)``). For tasks scored at
+  the last step only (Exp 2c, 3-6) it equals one update per sequence by the
+  truncated gradient of the sequence's error (``"sequence"``, several times
+  faster), which those configs use; Exp 1 and 2a/2b, scored at every step, use
+  ``"step"``.
 * Choice: the "training error" of the progress bar and metrics is each
   sequence's *mean* squared error over its scored steps and outputs
   (cross-entropy for "xent" tasks); ST3 averages the task's own ``error``.
