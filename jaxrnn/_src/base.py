@@ -98,7 +98,7 @@ def check_batch_shape(batch_shape: Any) -> tuple[int, ...]:
     batch_shape = (batch_shape,)
   try:
     shape = tuple(int(d) for d in batch_shape)
-  except TypeError as e:
+  except (TypeError, ValueError) as e:
     raise InputTypeError(f"batch_shape must be a tuple of ints, got {batch_shape!r}") from e
   if any(d < 0 for d in shape):
     raise InputError(f"batch_shape must have non-negative sizes, got {shape}")

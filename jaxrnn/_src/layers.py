@@ -109,7 +109,8 @@ def _as_layer(layer: LayerLike, *, reverse: bool = False) -> Layer:
 def output_size(layer: LayerLike, params: base.Params, input_size: int) -> int:
   """The feature size of ``layer``'s outputs, found by shape evaluation (no FLOPs)."""
   layer = _as_layer(layer)
-  dtype = jax.tree.leaves(params)[0].dtype
+  leaves = jax.tree.leaves(params)
+  dtype = leaves[0].dtype if leaves else jnp.float32  # a layer may have no params
   _, ys = jax.eval_shape(
     lambda p: layer.apply(p, jnp.zeros((1, 1, input_size), dtype), time_major=True), params
   )

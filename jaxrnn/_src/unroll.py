@@ -86,8 +86,9 @@ def unroll(
     time_major: the layout of ``xs`` and of the returned ``ys``.
     unroll: steps per scan iteration (``lax.scan``'s ``unroll``).
     truncate: truncated BPTT: if set to ``k``, gradients flow back through
-      the carry for at most ``k`` steps (the carry's gradient is cut every
-      ``k`` steps, counted in processing order). The forward pass is unchanged.
+      the carry for at most ``k`` steps (the carry's gradient is cut before
+      steps ``k, 2k, ...`` of each sequence, counted in processing order; the
+      initial carry keeps its gradient). The forward pass is unchanged.
 
   Returns:
     ``(final_carry, ys)`` with ``ys`` shaped like ``xs`` but with the cell's
@@ -118,12 +119,16 @@ def unroll(
 
   def step(carry: base.Carry, inp: tuple[Array, Array]) -> tuple[base.Carry, Array]:
     x, t = inp
+    carry_in = carry
     if truncate is not None:
-      cut = (t % truncate) == 0
-      carry = jax.tree.map(lambda c: jnp.where(cut, jax.lax.stop_gradient(c), c), carry)
-    new_carry, y = apply(carry, x)
+      # Cut before processed steps k, 2k, ...; not before the first, so the initial carry keeps its
+      # gradient (truncate >= T is full BPTT).
+      cut = (t > 0) & (t % truncate == 0)
+      carry_in = jax.tree.map(lambda c: jnp.where(cut, jax.lax.stop_gradient(c), c), carry)
+    new_carry, y = apply(carry_in, x)
     if lengths is not None:
       valid = t < lengths
+      # Padding steps pass the uncut carry through, so the final carry's gradient is the unpadded sequence's.
       new_carry = jax.tree.map(lambda n, o: jnp.where(_expand(valid, n), n, o), new_carry, carry)
       y = jax.tree.map(lambda v: jnp.where(_expand(valid, v), v, jnp.zeros_like(v)), y)
     return new_carry, y

@@ -1,0 +1,186 @@
+"""The public API is exactly what is documented, and the initialisers put values where they say."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+
+PUBLIC = {
+  # types
+  "Cell",
+  "Dense",
+  "Layer",
+  "InputError",
+  "InputTypeError",
+  # cells, their params and carries
+  "elman",
+  "ElmanParams",
+  "gru",
+  "GRUParams",
+  "mgu",
+  "MGUParams",
+  "lstm",
+  "LSTMParams",
+  "LSTMCarry",
+  "lstm1997",
+  "LSTM1997Params",
+  "LSTM1997Carry",
+  # irregularly sampled series
+  "time_decay",
+  "TimeDecayParams",
+  "grud",
+  "GRUDParams",
+  "GRUDCarry",
+  # running
+  "unroll",
+  "reverse_valid",
+  # layers and readouts
+  "rnn",
+  "stacked",
+  "bidirectional",
+  "dense",
+  "DenseParams",
+  "dropout",
+  "last_step",
+  "output_size",
+  # submodules
+  "initializers",
+  "interop",
+}
+
+INITIALIZERS = {
+  "Initializer",
+  "constant",
+  "glorot_normal",
+  "glorot_uniform",
+  "lecun_normal",
+  "ones",
+  "orthogonal",
+  "torch_default",
+  "uniform",
+  "zeros",
+}
+
+
+def public_names(module) -> set[str]:
+  return {name for name in dir(module) if not name.startswith("_")}
+
+
+def test_jaxrnn_exposes_exactly_the_documented_names():
+  assert public_names(jaxrnn) == PUBLIC
+
+
+def test_initializers_expose_exactly_the_documented_names():
+  assert public_names(jaxrnn.initializers) == INITIALIZERS
+
+
+def test_version_matches_the_package_metadata():
+  assert jaxrnn.__version__ == metadata.version("jaxrnn")
+
+
+def test_error_types():
+  assert issubclass(jaxrnn.InputError, ValueError)
+  assert issubclass(jaxrnn.InputTypeError, TypeError)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC - {"initializers", "interop", "InputError", "InputTypeError"}))
+def test_public_callables_are_documented(name):
+  assert (getattr(jaxrnn, name).__doc__ or "").strip()
+
+
+# ----------------------------------------------------------------------------
+# Initialisers
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.2, 1.5])
+def test_uniform_is_symmetric_in_range(scale):
+  w = np.asarray(jaxrnn.initializers.uniform(scale)(jax.random.key(0), (200, 50)))
+  assert w.dtype == np.float32
+  assert np.all(np.abs(w) <= scale)
+  assert w.min() < -0.95 * scale and w.max() > 0.95 * scale  # fills [-scale, scale], not [0, scale]
+  assert abs(w.mean()) < 0.02 * scale
+  np.testing.assert_allclose(w.std(), scale / np.sqrt(3.0), rtol=0.03)  # the std of U(-a, a)
+
+
+def test_uniform_zero_and_negative_scale():
+  np.testing.assert_array_equal(jaxrnn.initializers.uniform(0.0)(jax.random.key(0), (3,)), 0.0)
+  with pytest.raises(ValueError, match=r"scale must be >= 0, got -1"):
+    jaxrnn.initializers.uniform(-1.0)
+
+
+def test_torch_default_bound():
+  w = np.asarray(jaxrnn.initializers.torch_default(16)(jax.random.key(0), (64, 64), jnp.float32))
+  assert np.all(np.abs(w) <= 0.25) and np.abs(w).max() > 0.24
+
+
+@pytest.mark.parametrize(
+  ("cell", "gates"),
+  [
+    (jaxrnn.elman(5), 1),
+    (jaxrnn.gru(5), 3),
+    (jaxrnn.mgu(5), 2),
+    (jaxrnn.lstm(5), 4),
+    (jaxrnn.lstm(5, forget_gate=False), 3),
+  ],
+)
+def test_recurrent_kernels_are_orthogonal_per_gate(cell, gates):
+  H = 5
+  params = cell.init(jax.random.key(0), 3)
+  assert params.w_h.shape == (H, gates * H)
+  blocks = [np.asarray(params.w_h[:, g * H : (g + 1) * H], np.float64) for g in range(gates)]
+  for q in blocks:
+    np.testing.assert_allclose(q.T @ q, np.eye(H), atol=1e-5)
+  for a, b in zip(blocks, blocks[1:]):
+    assert not np.allclose(a, b)  # each gate draws its own matrix
+  assert params.w_x.shape == (3, gates * H)
+
+
+def test_lstm_gate_bias_and_forget_bias_slices():
+  H = 3
+  o = jnp.asarray([0.1, 0.2, 0.3])
+  b = jaxrnn.lstm(H, gate_bias={"i": 2.0, "o": o}).init(jax.random.key(0), 2).b
+  np.testing.assert_allclose(b, np.concatenate([[2.0] * 3, [1.0] * 3, [0.0] * 3, [0.1, 0.2, 0.3]]), rtol=1e-6)
+  b = jaxrnn.lstm(H, forget_bias=3.0).init(jax.random.key(0), 2).b  # order i, f, g, o
+  np.testing.assert_array_equal(b, np.concatenate([[0.0] * 3, [3.0] * 3, [0.0] * 6]))
+  b = jaxrnn.lstm(H, forget_bias=3.0, gate_bias={"f": -1.0}).init(jax.random.key(0), 2).b  # gate_bias wins
+  np.testing.assert_array_equal(b[H : 2 * H], -1.0)
+  b = jaxrnn.lstm(H, forget_gate=False, gate_bias={"g": 0.5}).init(jax.random.key(0), 2).b  # order i, g, o
+  np.testing.assert_array_equal(b, np.concatenate([[0.0] * 3, [0.5] * 3, [0.0] * 3]))
+
+
+def test_gru_and_mgu_gate_bias_slices():
+  H = 2
+  b = jaxrnn.gru(H, gate_bias={"z": 1.5, "n": -0.5}).init(jax.random.key(0), 2).b  # order r, z, n
+  np.testing.assert_array_equal(b, [0.0, 0.0, 1.5, 1.5, -0.5, -0.5])
+  b = jaxrnn.mgu(H).init(jax.random.key(0), 2).b  # order f, n; forget bias 1 by default
+  np.testing.assert_array_equal(b, [1.0, 1.0, 0.0, 0.0])
+  b = jaxrnn.mgu(H, forget_bias=2.0, gate_bias={"n": 0.25}).init(jax.random.key(0), 2).b
+  np.testing.assert_array_equal(b, [2.0, 2.0, 0.25, 0.25])
+
+
+def test_custom_initialisers_are_used():
+  c = jaxrnn.initializers.constant(0.3)
+  p = jaxrnn.elman(2, kernel_init=c, recurrent_init=jaxrnn.initializers.ones, bias_init=c).init(jax.random.key(0), 3)
+  np.testing.assert_allclose(p.w_x, 0.3)
+  np.testing.assert_array_equal(p.w_h, 1.0)
+  np.testing.assert_allclose(p.b, 0.3)
+  p = jaxrnn.lstm(2, peepholes=True, peephole_init=c).init(jax.random.key(0), 3)
+  np.testing.assert_allclose(p.w_peep, 0.3)
+  assert p.w_peep.shape == (3, 2)
+  with jax.enable_x64(True):
+    p = jaxrnn.gru(2, param_dtype=jnp.float64).init(jax.random.key(0), 3)
+    assert {leaf.dtype for leaf in jax.tree.leaves(p)} == {jnp.dtype(jnp.float64)}
+
+
+def test_init_is_deterministic_and_key_dependent():
+  cell = jaxrnn.lstm(3)
+  a, b, c = (cell.init(jax.random.key(k), 2) for k in (0, 0, 1))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert not np.array_equal(a.w_h, c.w_h)

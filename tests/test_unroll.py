@@ -1,0 +1,246 @@
+"""jaxrnn.unroll's options against references built by hand: lengths, reverse, layout, truncated BPTT."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxrnn
+
+T, I = 6, 3
+CELLS = {
+  "elman": jaxrnn.elman(4),
+  "gru": jaxrnn.gru(3),
+  "lstm_peepholes": jaxrnn.lstm(3, peepholes=True),
+  "lstm1997": jaxrnn.lstm1997(2, 1),
+}
+NAMES = sorted(CELLS)
+TOL = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def random_tree(tree, rng, scale=0.5):
+  return jax.tree.map(lambda x: jnp.asarray(scale * rng.standard_normal(x.shape), x.dtype), tree)
+
+
+def random_params(name, seed=0):
+  cell = CELLS[name]
+  shapes = jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0))
+  return random_tree(shapes, np.random.default_rng(seed))  # every bias and peephole nonzero
+
+
+PARAMS = {name: random_params(name) for name in NAMES}
+
+# Compiled once per cell, option set and shape, and reused by every test and hypothesis example.
+run = jax.jit(jaxrnn.unroll, static_argnums=0, static_argnames=("reverse", "time_major", "truncate", "unroll"))
+
+
+def random_carry(cell, batch_shape, rng):
+  return random_tree(jax.eval_shape(lambda: cell.initial_carry(batch_shape)), rng)
+
+
+def at(tree, idx):
+  """Batch element ``idx`` of a carry (batch axes first)."""
+  return jax.tree.map(lambda a: a[idx], tree)
+
+
+def padded_inputs(rng, batch_shape, lengths):
+  """``(T, *batch, I)`` inputs whose padding (steps at or past each length) is large garbage."""
+  xs = rng.standard_normal((T, *batch_shape, I))
+  pad = np.arange(T).reshape((T,) + (1,) * len(batch_shape)) >= lengths[None]
+  return jnp.asarray(np.where(pad[..., None], 1e3 * rng.standard_normal(xs.shape), xs), jnp.float32)
+
+
+def check_against_unpadded(name, xs, lengths, carry0, reverse):
+  """Every sequence of the padded batch gives what it gives alone, unpadded; outputs past its length are 0."""
+  cell, params = CELLS[name], PARAMS[name]
+  batch_shape = lengths.shape
+  carry, ys = run(cell, params, xs, carry0, lengths=jnp.asarray(lengths), reverse=reverse)
+  for idx in np.ndindex(*batch_shape):
+    L = int(lengths[idx])
+    seq = xs[(slice(0, L), *idx)]
+    # The reference reads the valid part forward (or flipped, for reverse) with no lengths at all.
+    ref_carry, ref_ys = run(cell, params, seq[::-1] if reverse else seq, at(carry0, idx))
+    if reverse:
+      ref_ys = ref_ys[::-1]
+    chex.assert_trees_all_close(ys[(slice(0, L), *idx)], ref_ys, **TOL)
+    np.testing.assert_array_equal(ys[(slice(L, None), *idx)], 0.0)
+    chex.assert_trees_all_close(at(carry, idx), ref_carry, **TOL)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_padding_never_changes_valid_outputs_or_final_carry(data):
+  name = data.draw(st.sampled_from(NAMES), label="cell")
+  batch_shape = data.draw(st.sampled_from([(), (3,), (2, 2)]), label="batch_shape")
+  n = math.prod(batch_shape)
+  lengths = np.array(data.draw(st.lists(st.integers(0, T), min_size=n, max_size=n)), np.int32).reshape(batch_shape)
+  reverse = data.draw(st.booleans(), label="reverse")
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+  xs = padded_inputs(rng, batch_shape, lengths)
+  check_against_unpadded(name, xs, lengths, random_carry(CELLS[name], batch_shape, rng), reverse)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_lengths_zero_and_full(name, reverse):
+  """Lengths 0 (the carry passes through untouched, outputs are all zero) and T (no padding) side by side."""
+  lengths = np.array([0, T, 2, 1, T - 1], np.int32)
+  rng = np.random.default_rng(1)
+  xs = padded_inputs(rng, lengths.shape, lengths)
+  carry0 = random_carry(CELLS[name], lengths.shape, rng)
+  check_against_unpadded(name, xs, lengths, carry0, reverse)
+  carry, ys = run(CELLS[name], PARAMS[name], xs, carry0, lengths=jnp.asarray(lengths), reverse=reverse)
+  chex.assert_trees_all_close(at(carry, 0), at(carry0, 0))
+  np.testing.assert_array_equal(ys[:, 0], 0.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reverse_without_lengths_is_running_on_flipped_inputs(name):
+  cell, params = CELLS[name], PARAMS[name]
+  rng = np.random.default_rng(2)
+  xs = jnp.asarray(rng.standard_normal((T, 2, I)), jnp.float32)
+  carry0 = random_carry(cell, (2,), rng)
+  carry, ys = run(cell, params, xs, carry0, reverse=True)
+  ref_carry, ref_ys = run(cell, params, xs[::-1], carry0)
+  chex.assert_trees_all_close((carry, ys), (ref_carry, ref_ys[::-1]), **TOL)
+  assert not np.allclose(ys, run(cell, params, xs, carry0)[1])  # reverse really is different
+
+
+def test_reverse_valid_reverses_each_valid_part():
+  xs = jnp.arange(5 * 3, dtype=jnp.float32).reshape(5, 3, 1)
+  lengths = jnp.array([5, 2, 0])
+  got = jaxrnn.reverse_valid(xs, lengths)
+  want = np.asarray(xs).copy()
+  want[:5, 0] = want[:5, 0][::-1]
+  want[:2, 1] = want[:2, 1][::-1]
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(jaxrnn.reverse_valid(got, lengths), xs)  # its own inverse
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_major_layout_is_the_transpose(name):
+  cell, params = CELLS[name], PARAMS[name]
+  rng = np.random.default_rng(3)
+  lengths = jnp.asarray(rng.integers(0, T + 1, (2, 3)), jnp.int32)
+  xs = jnp.asarray(rng.standard_normal((T, 2, 3, I)), jnp.float32)
+  xs_bm = jnp.moveaxis(xs, 0, -2)  # (2, 3, T, I)
+  for kwargs in ({}, {"lengths": lengths, "reverse": True}):
+    carry, ys = run(cell, params, xs, **kwargs)
+    carry_bm, ys_bm = run(cell, params, xs_bm, time_major=False, **kwargs)
+    chex.assert_shape(ys_bm, (2, 3, T, ys.shape[-1]))
+    chex.assert_trees_all_close((carry_bm, ys_bm), (carry, jnp.moveaxis(ys, 0, -2)), **TOL)
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm_peepholes"])
+def test_scan_unroll_option_does_not_change_results(name):
+  cell, params = CELLS[name], PARAMS[name]
+  xs = jax.random.normal(jax.random.key(0), (T, 2, I))
+  want = run(cell, params, xs)
+  for u in (2, 4, True):
+    chex.assert_trees_all_close(run(cell, params, xs, unroll=u), want, **TOL)
+
+
+# ----------------------------------------------------------------------------
+# Truncated BPTT
+
+
+def chunked_reference(cell, params, xs, carry, k):
+  """Truncated BPTT by hand: a Python loop of steps that stops the carry's gradient before steps k, 2k, ..."""
+  ys = []
+  for t in range(xs.shape[0]):
+    if t > 0 and t % k == 0:
+      carry = jax.lax.stop_gradient(carry)
+    carry, y = cell.apply(params, carry, xs[t])
+    ys.append(y)
+  return carry, jnp.stack(ys)
+
+
+def weighted_loss(carry, ys, w_ys, w_carry):
+  """A loss that reads every output and the final carry, with fixed random weights."""
+  return jnp.sum(ys * w_ys) + sum(jnp.sum(c * w) for c, w in zip(jax.tree.leaves(carry), jax.tree.leaves(w_carry)))
+
+
+def truncation_case(name, batch_shape, seed):
+  cell = CELLS[name]
+  rng = np.random.default_rng(seed)
+  xs = jnp.asarray(rng.standard_normal((T, *batch_shape, I)), jnp.float32)
+  carry0 = random_carry(cell, batch_shape, rng)
+  out_size = jax.eval_shape(lambda: run(cell, PARAMS[name], xs))[1].shape[-1]
+  w_ys = jnp.asarray(rng.standard_normal((T, *batch_shape, out_size)), jnp.float32)
+  w_carry = random_carry(cell, batch_shape, rng)
+  return cell, xs, carry0, w_ys, w_carry
+
+
+@pytest.mark.parametrize(("name", "reverse"), [("elman", False), ("elman", True), ("lstm_peepholes", False)])
+def test_truncate_equals_chunked_stop_gradient_reference(name, reverse):
+  cell, xs, carry0, w_ys, w_carry = truncation_case(name, (2,), 4)
+  params = PARAMS[name]
+
+  @jax.jit
+  def untruncated(params, xs, carry0):
+    def loss(params, xs, carry0):
+      out = jaxrnn.unroll(cell, params, xs, carry0, reverse=reverse)
+      return weighted_loss(*out, w_ys, w_carry), out
+
+    return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
+
+  @functools.partial(jax.jit, static_argnums=3)
+  def truncated(params, xs, carry0, k):
+    def loss(params, xs, carry0):
+      out = jaxrnn.unroll(cell, params, xs, carry0, reverse=reverse, truncate=k)
+      return weighted_loss(*out, w_ys, w_carry), out
+
+    def ref_loss(params, xs, carry0):
+      carry, ys = chunked_reference(cell, params, xs[::-1] if reverse else xs, carry0, k)
+      return weighted_loss(carry, ys[::-1] if reverse else ys, w_ys, w_carry)
+
+    got = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
+    return got, jax.grad(ref_loss, argnums=(0, 1, 2))(params, xs, carry0)
+
+  full, forward = untruncated(params, xs, carry0)
+  for k in (2, T):  # cuts before steps 2 and 4; none at all
+    (got, got_forward), want = truncated(params, xs, carry0, k)
+    chex.assert_trees_all_close(got_forward, forward, **TOL)  # the forward pass is untouched
+    chex.assert_trees_all_close(got, want, **TOL)
+    if k >= T:  # nothing to cut: full BPTT, the initial carry's gradient included
+      chex.assert_trees_all_close(got, full, **TOL)
+    else:  # the recurrent weights' gradient and the initial carry's really change
+      assert not np.allclose(jax.tree.leaves(got[0])[1], jax.tree.leaves(full[0])[1], rtol=1e-3)
+      assert not np.allclose(jax.tree.leaves(got[2])[0], jax.tree.leaves(full[2])[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "reverse"), [("lstm_peepholes", False), ("elman", True)])
+def test_truncate_with_lengths_equals_each_sequence_alone(name, reverse):
+  """Padding never changes truncated gradients: each sequence is cut every k of its own valid steps."""
+  k = 2
+  lengths = np.array([T, 3, 1, 0], np.int32)
+  cell, _, carry0, w_ys, w_carry = truncation_case(name, lengths.shape, 5)
+  xs = padded_inputs(np.random.default_rng(6), lengths.shape, lengths)
+  params = PARAMS[name]
+
+  def loss(params, carry0):
+    carry, ys = run(cell, params, xs, carry0, lengths=jnp.asarray(lengths), reverse=reverse, truncate=k)
+    return weighted_loss(carry, ys, w_ys, w_carry)
+
+  def ref_loss(params, carry0):
+    total = 0.0
+    for b, L in enumerate(lengths):
+      if L == 0:  # nothing to read: the carry passes through
+        total = total + weighted_loss(at(carry0, b), 0.0, 0.0, at(w_carry, b))
+        continue
+      seq = xs[:L, b]
+      carry, ys = chunked_reference(cell, params, seq[::-1] if reverse else seq, at(carry0, b), k)
+      ys = ys[::-1] if reverse else ys
+      total = total + weighted_loss(carry, ys, w_ys[:L, b], at(w_carry, b))
+    return total
+
+  grads = jax.jit(lambda *a: (jax.grad(loss, (0, 1))(*a), jax.grad(ref_loss, (0, 1))(*a)))
+  chex.assert_trees_all_close(*grads(params, carry0), **TOL)
