@@ -30,11 +30,13 @@ SUMMARY_KEYS = {
 
 
 def shrink(path: Path) -> list[str]:
-  """--set options that cut a config to 2 trials and 2 chunks of 10 updates."""
+  """--set options that cut a config to 2 trials and 2 chunks of 10 updates of at most 4 sequences."""
   cfg = config.load(path)
-  chunk = 10 * cfg.train.batch_size
+  batch = min(cfg.train.batch_size, 4)
+  chunk = 10 * batch
   out = [
     "train.trials=2",
+    f"train.batch_size={batch}",
     f"train.eval_every={chunk}",
     f"train.max_sequences={2 * chunk}",
     f"run.checkpoint_every={chunk}",
@@ -71,6 +73,7 @@ def test_smoke_run_of_every_config(tmp_path: Path, path: Path, capsys):
   lines = (out / "metrics.jsonl").read_text().splitlines()
   assert 1 <= len(lines) <= 2
   assert json.loads(lines[-1])["sequences"] <= 2 * 10 * cfg.train.batch_size
+  assert summary["batch_size"] == cfg.train.batch_size
   # The resolved config reads back as the config the run used.
   assert config.load(out / "config.toml") == config.load(path, shrink(path)).__class__(
     **{**config.load(path, shrink(path)).__dict__, "name": "config"}

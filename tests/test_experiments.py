@@ -349,7 +349,7 @@ def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path):
   # No stopping rule, so the run trains for the whole budget and the kill lands mid-training.
   stop = RESUME_CONFIG[RESUME_CONFIG.index("[train.stop]") : RESUME_CONFIG.index("[run]")]
   text = RESUME_CONFIG.replace(stop, '[train.stop]\nrule = "none"\n')
-  path.write_text(text.replace("max_sequences = 600", "max_sequences = 6000"))
+  path.write_text(text.replace("max_sequences = 600", "max_sequences = 3000"))
   killed = tmp_path / "killed"
   repo = Path(__file__).resolve().parent.parent
   proc = subprocess.Popen(
@@ -366,7 +366,7 @@ def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path):
   proc.wait()
   assert (killed / "checkpoint.npz").exists() and not (killed / "summary.json").exists()
   with np.load(killed / "checkpoint.npz", allow_pickle=False) as data:
-    assert 0 < json.loads(bytes(data["meta"]))["sequences"] < 6000  # killed mid-training
+    assert 0 < json.loads(bytes(data["meta"]))["sequences"] < 3000  # killed mid-training
   argv = ["run", str(path), "--out", str(killed), "--no-progress", "--resume"]
   assert cli.main(argv) == 0
   full = tmp_path / "full"
