@@ -260,7 +260,9 @@ def run(
   metrics_path = out / "metrics.jsonl"
   cfg_text = config.dumps(cfg)
   if ckpt_path.exists() and not resume:
-    raise RunError(f"{out} already holds a checkpoint: pass --resume to continue it, or another --out")
+    if not (out / "summary.json").exists():  # an unfinished run: never throw its work away silently
+      raise RunError(f"{out} holds the checkpoint of an unfinished run: pass --resume to continue it, or another --out")
+    ckpt_path.unlink()  # a finished run is simply run again from the start
   resuming = resume and ckpt_path.exists()
   if resuming:
     old = (out / "config.toml").read_text() if (out / "config.toml").exists() else None

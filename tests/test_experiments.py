@@ -333,8 +333,10 @@ def test_resume_after_interrupt_or_kill_gives_the_same_summary(tmp_path: Path):
   assert _stable(json.loads((killed / "summary.json").read_text())) == _stable(want)
   assert _metrics(killed) == _metrics(full)
 
-  # Resuming with another config is refused.
+  # Resuming with another config is refused; running a finished run again without --resume starts over.
   assert cli.main([*argv, "--resume", "--set", "train.lr=0.2"]) == 2
+  assert cli.main(argv) == 0
+  assert _stable(json.loads((killed / "summary.json").read_text())) == _stable(want)
 
 
 def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path):
