@@ -329,14 +329,15 @@ def run(
     with open(metrics_path, "a") as metrics_file:
       while not _done(stats, max_seq).all():
         t0 = time.perf_counter()
-        state = run_chunk(state)
-        step, stats = jax.device_get((state.step, state.trials.stats))
-        step = int(step)
+        new_state = run_chunk(state)
+        new_step, new_stats = jax.device_get((new_state.step, new_state.trials.stats))
         train_wall += time.perf_counter() - t0
-        line = _metrics_line(cfg, step, stats, wall_before + time.perf_counter() - start)
+        line = _metrics_line(cfg, int(new_step), new_stats, wall_before + time.perf_counter() - start)
         metrics_file.write(json.dumps(line) + "\n")
         metrics_file.flush()
-        n_lines += 1
+        # Only now is the chunk done: a Ctrl-C before this line saves the previous state, whose metrics
+        # lines are exactly the n_lines written before.
+        state, step, stats, n_lines = new_state, int(new_step), new_stats, n_lines + 1
         bar.update(min(step * B, max_seq) - bar.n)
         err = line["train_error_mean"]
         bar.set_postfix(solved=f"{line['solved']}/{len(exp.trial_info)}", err="-" if err is None else f"{err:.4g}")
