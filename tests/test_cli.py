@@ -83,7 +83,7 @@ def test_smoke_run_of_every_config(tmp_path: Path, path: Path, capsys):
 
 def test_report(tmp_path: Path):
   runs = []
-  for name in ("default", "modern_gru_adding_t100"):
+  for name in ("default", "exp4_adding_t100"):
     path = next(p for p in CONFIGS if p.stem == name)
     out = tmp_path / name
     argv = ["run", str(path), "--out", str(out), "--no-progress"]
