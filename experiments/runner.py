@@ -386,7 +386,8 @@ def format_row(summary: dict[str, Any]) -> str:
     "| | trials | success | sequences to success | wrong of test | test error |",
     "|---|---|---|---|---|---|",
     f"| ours ({summary['mode']} {summary['cell']}) | {summary['trials']} | {pct(summary['success_rate'])} | "
-    f"{seqs(summary['sequences_to_success'])} | {summary['test_wrong']:.1f} of {summary['test_size']} | "
+    f"{seqs(summary['sequences_to_success'])} | {summary['test_wrong']:.1f} (median {summary['test_wrong_median']:g}) "
+    f"of {summary['test_size']} | "
     f"{summary['test_error']:.4g} |",
   ]
   if paper:
