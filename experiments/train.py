@@ -293,9 +293,7 @@ def build(cfg: Config, task: Task) -> Experiment:
     updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
     return optax.apply_updates(params, updates), opt_state
 
-  def online_rtrl(
-    params: ModelParams, opt_state: Any, lr: Array, ex: Example
-  ) -> tuple[ModelParams, Any, Array, Array]:
+  def online_rtrl(params: ModelParams, opt_state: Any, lr: Array, ex: Example) -> tuple[ModelParams, Any, Array, Array]:
     """The paper's truncated RTRL: a weight change after every scored time step of one sequence.
 
     With the truncated gradient the recurrent activations y(t-1) enter every net input as constants, so
