@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(PY) -m experiments run configs/default.toml --out runs/default
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup jaxrnn tests README.md
+	$(PY) -m pytest -n 2 --dist loadgroup jaxrnn experiments tests README.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check jaxrnn tests experiments benchmarks

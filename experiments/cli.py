@@ -13,6 +13,7 @@ checkpoint. Exit status: 0 done, 2 a bad config or command line, 130 interrupted
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -57,7 +58,12 @@ def main(argv: list[str] | None = None, *, hook: runner.Hook | None = None) -> i
   try:
     cfg = config.load(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    summary = runner.run(cfg, out, resume=args.resume, progress=not args.no_progress, hook=hook)
+    command = " ".join(
+      ["python -m experiments run", shlex.quote(str(args.config))]
+      + [f"--set {shlex.quote(o)}" for o in args.overrides]
+      + ([f"--out {shlex.quote(args.out)}"] if args.out else [])
+    )
+    summary = runner.run(cfg, out, resume=args.resume, progress=not args.no_progress, hook=hook, command=command)
   except (config.ConfigError, runner.RunError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

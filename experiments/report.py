@@ -118,5 +118,9 @@ def write_report(runs: list[Path], out: Path) -> Path:
           notes.append(line)
     if notes:
       text += ["", "Baselines: " + "; ".join(notes) + "."]
+    text += ["", "Commands (wall time of each run on the machine in its summary's `hardware`):", ""]
+    for _, s in items:
+      cmd = s.get("command") or f"python -m experiments run configs/{s['config']}.toml"
+      text.append(f"- `{s['config']}` ({s['wall_s']:.0f} s): `{cmd}`")
   out.write_text("\n".join(text) + "\n")
   return out

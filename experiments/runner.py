@@ -251,8 +251,12 @@ def run(
   progress: bool = True,
   hook: Hook | None = None,
   task: Task | None = None,
+  command: str | None = None,
 ) -> dict[str, Any]:
-  """Runs (or resumes) the experiment ``cfg``, writing its files to ``out_dir``; returns the summary."""
+  """Runs (or resumes) the experiment ``cfg``, writing its files to ``out_dir``; returns the summary.
+
+  ``command`` (the shell command that reproduces the run) is recorded in the summary for the report.
+  """
   start = time.perf_counter()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -366,6 +370,7 @@ def run(
     train_wall_s=train_wall_before + train_wall,
   )
   summary["compile_s"] = round(compile_s, 3)
+  summary["command"] = command
   _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
   return summary
 

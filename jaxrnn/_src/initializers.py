@@ -66,7 +66,10 @@ def per_gate(
   """
   rows, cols = shape
   keys = jax.random.split(key, num_gates)
-  return jnp.concatenate([init(k, (rows, cols // num_gates), dtype) for k in keys], axis=-1)
+  # Initialisers such as orthogonal need a QR decomposition, which has no half-precision kernel:
+  # draw in float32 and cast.
+  draw = jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
+  return jnp.concatenate([init(k, (rows, cols // num_gates), draw).astype(dtype) for k in keys], axis=-1)
 
 
 def gate_biases(

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Re-runs every results row committed under results/ with the budgets used for RESULTS.md on a 2-core CPU,
+# then rebuilds RESULTS.md. Rows whose trials or budget are below the paper's are marked truncated by the
+# report. A full-budget run of a row is `python -m experiments run configs/<row>.toml`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+run() {  # run CONFIG [--set k=v ...]
+  local name=$1; shift
+  [ -f "results/$name/summary.json" ] && [ -z "${FORCE:-}" ] && { echo "skip $name (done)"; return; }
+  rm -rf "results/$name"
+  $PY -m experiments run "configs/$name.toml" --no-progress --out "results/$name" "$@" || echo "FAILED $name"
+}
+run exp6a
+run exp3a_t100_n3 --set train.max_sequences=150000
+run exp3a_t100_n1 --set train.max_sequences=150000
+run exp3b_t100_n3 --set train.max_sequences=150000
+run exp3b_t100_n1 --set train.max_sequences=150000
+run exp4_adding_t100 --set train.max_sequences=200000
+run exp6b --set train.trials=5 --set train.max_sequences=300000
+run exp5_multiplication_nseq140 --set train.trials=5 --set train.max_sequences=300000
+run exp5_multiplication_nseq13 --set train.trials=5 --set train.max_sequences=300000
+run exp3c_t100_n3 --set train.trials=5 --set train.max_sequences=300000
+run exp3c_t100_n1 --set train.trials=5 --set train.max_sequences=300000
+run exp2c_q50_p50 --set train.trials=10 --set train.max_sequences=80000
+run exp2c_q100_p100 --set train.trials=10 --set train.max_sequences=80000
+run exp1_reber_3x2_lr0p5 --set train.trials=10 --set train.max_sequences=50000
+run exp1_reber_4x1_lr0p5 --set train.trials=10 --set train.max_sequences=50000
+run exp1_reber_3x2_lr0p2 --set train.trials=10 --set train.max_sequences=50000
+run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=50000
+run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=50000
+run exp2a --set train.trials=5 --set train.max_sequences=20000
+run exp2b --set train.trials=5 --set train.max_sequences=20000
+for c in lstm gru mgu elman; do
+  run modern_${c}_adding_t100 --set train.trials=3 --set train.max_sequences=64000
+  run modern_${c}_order6a --set train.trials=3 --set train.max_sequences=64000
+done
+run exp2c_q200_p200 --set train.trials=4 --set train.max_sequences=60000
+run exp4_adding_t500 --set train.trials=3 --set train.max_sequences=100000
+run exp2c_q500_p500 --set train.trials=2 --set train.max_sequences=40000
+run exp2c_q1000_p1000 --set train.trials=2 --set train.max_sequences=30000
+run exp2c_q1000_p500 --set train.trials=2 --set train.max_sequences=30000
+run exp2c_q1000_p200 --set train.trials=2 --set train.max_sequences=30000
+run exp2c_q1000_p100 --set train.trials=2 --set train.max_sequences=30000
+run exp2c_q1000_p50 --set train.trials=2 --set train.max_sequences=30000
+run exp3a_t1000_n3 --set train.trials=2 --set train.max_sequences=40000 --set run.test_size=512
+run exp3b_t1000_n1 --set train.trials=2 --set train.max_sequences=40000 --set run.test_size=512
+run exp4_adding_t1000 --set train.trials=2 --set train.max_sequences=60000 --set run.test_size=512
+$PY -m experiments report results/* --out RESULTS.md
