@@ -131,7 +131,7 @@ def test_task_names_all_constructible_with_defaults():
 
 
 def test_defaults_are_the_papers_main_rows():
-  assert task_params("reber") == {"data_seed": 0, "n_train": 256, "n_test": 256}
+  assert task_params("reber") == {"data_seed": 0, "n_train": 256, "n_test": 256, "legal_targets": 0}
   assert task_params("lag2a") == task_params("lag2b") == {"p": 100}
   assert task_params("lag2c") == {"p": 100, "q": 100, "max_extra": 100}
   for name in ("noise3a", "noise3b", "noise3c"):
@@ -368,6 +368,18 @@ def test_reber_sets_follow_the_grammar_and_are_disjoint():
   firsts = [s[1] for s in train_strings | test_strings]
   assert z_ok(firsts.count("T"), 512, 0.5)
   assert max(len(s) for s in train_strings | test_strings) > 20
+
+
+def test_reber_legal_targets_mark_every_legal_next_symbol():
+  one_hot, legal = make_task("reber"), make_task("reber", legal_targets=1)
+  for a, b in ((one_hot.train_set, legal.train_set), (one_hot.test_set, legal.test_set)):
+    np.testing.assert_array_equal(a.xs, b.xs)
+    np.testing.assert_array_equal(a.legal, b.legal)
+    np.testing.assert_array_equal(b.targets, np.asarray(b.legal, np.float32))
+    # The drawn next symbol is always one of the legal ones.
+    assert np.all(np.asarray(b.targets)[np.asarray(a.targets) == 1] == 1)
+  with pytest.raises(ValueError, match="legal_targets"):
+    make_task("reber", legal_targets=2)
 
 
 def test_reber_sets_are_deterministic_in_data_seed():
