@@ -107,8 +107,8 @@ def elman(
     base.check_positive_int("input_size", input_size)
     kx, kh, kb = jax.random.split(key, 3)
     return ElmanParams(
-      w_x=kernel_init(kx, (input_size, hidden_size), param_dtype),
-      w_h=recurrent_init(kh, (hidden_size, hidden_size), param_dtype),
+      w_x=inits.per_gate(kx, kernel_init, (input_size, hidden_size), 1, param_dtype),
+      w_h=inits.per_gate(kh, recurrent_init, (hidden_size, hidden_size), 1, param_dtype),
       b=bias_init(kb, (hidden_size,), param_dtype) if bias else None,
     )
 
@@ -124,6 +124,8 @@ def elman(
     h = act(z)
     return h, h
 
+  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
+  apply_fn._jaxrnn_fused = ("elman", {"hidden_size": hidden_size, "nonlinearity": nonlinearity})
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 
@@ -238,6 +240,8 @@ def gru(
     h = (1.0 - z) * n + z * h
     return h, h
 
+  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
+  apply_fn._jaxrnn_fused = ("gru", {"hidden_size": H, "reset_after": reset_after})
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 
@@ -305,6 +309,8 @@ def mgu(
       b = inits.gate_biases(kb, H, ("f", "n"), bias_init, overrides, param_dtype)
       if reset_gate:
         b_hn = bias_init(kn, (H,), param_dtype)
+    elif gate_bias:
+      raise base.InputError("gate_bias was given but bias=False")
     return MGUParams(
       w_x=inits.per_gate(kx, kernel_init, (input_size, 2 * H), 2, param_dtype),
       w_h=inits.per_gate(kh, recurrent_init, (H, 2 * H), 2, param_dtype),
@@ -333,6 +339,8 @@ def mgu(
     h = (1.0 - f) * n + f * h
     return h, h
 
+  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
+  apply_fn._jaxrnn_fused = ("mgu", {"hidden_size": H, "reset_gate": reset_gate})
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 
@@ -463,4 +471,6 @@ def lstm(
     h = jax.nn.sigmoid(zo) * jnp.tanh(c)
     return LSTMCarry(h, c), h
 
+  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
+  apply_fn._jaxrnn_fused = ("lstm", {"hidden_size": H, "forget_gate": forget_gate, "peepholes": peepholes})
   return base.Cell(init_fn, initial_carry_fn, apply_fn)

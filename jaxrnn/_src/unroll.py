@@ -9,8 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._src import base
+from jaxrnn._src import fused
 
 Array = jax.Array
+
+IMPLS = ("auto", "reference", "fused")
 
 
 def check_sequence(xs: Any, *, name: str = "xs", time_major: bool = True) -> Array:
@@ -70,6 +73,8 @@ def unroll(
   time_major: bool = True,
   unroll: int | bool = 1,
   truncate: int | None = None,
+  remat: bool | int = False,
+  impl: str = "auto",
 ) -> tuple[base.Carry, Array]:
   """Runs ``cell`` over the time axis of ``xs`` with ``lax.scan``.
 
@@ -89,6 +94,20 @@ def unroll(
       the carry for at most ``k`` steps (the carry's gradient is cut before
       steps ``k, 2k, ...`` of each sequence, counted in processing order; the
       initial carry keeps its gradient). The forward pass is unchanged.
+    remat: rematerialisation for long sequences: keep only the carry at the
+      start of each segment of steps during the forward pass and recompute a
+      segment's activations when its gradient is needed, so memory for the
+      backward pass grows like ``T / k + k`` instead of ``T``. ``True`` uses
+      segments of ``k = ceil(sqrt(T))`` steps; an int sets ``k``. Costs about
+      one more forward pass; outputs and gradients are unchanged.
+    impl: ``"auto"`` (default) runs the fast path for the cells of jaxrnn's
+      factories (``elman``, ``gru``, ``mgu``, ``lstm``, ``lstm1997``): the input
+      projection of all steps as one matrix product and a hand-written backward
+      pass whose weight gradients are one matrix product over all steps; other
+      cells run the reference ``lax.scan`` of ``cell.apply``. ``"reference"``
+      forces the ``lax.scan`` path, ``"fused"`` the fast path (an error where it
+      does not apply). Both give the same outputs and gradients up to float
+      rounding.
 
   Returns:
     ``(final_carry, ys)`` with ``ys`` shaped like ``xs`` but with the cell's
@@ -106,6 +125,9 @@ def unroll(
   xs = check_sequence(xs, time_major=time_major)
   if truncate is not None:
     base.check_positive_int("truncate", truncate)
+  base.check_choice("impl", impl, IMPLS)
+  if not isinstance(remat, bool):
+    base.check_positive_int("remat", remat)
   if not time_major:
     xs = jnp.moveaxis(xs, -2, 0)
   T = xs.shape[0]
@@ -114,6 +136,29 @@ def unroll(
     carry = cell.initial_carry(batch_shape, xs.dtype)
   if lengths is not None:
     lengths = check_lengths(lengths, batch_shape)
+
+  if impl != "reference":
+    flip = reverse and lengths is not None  # reverse each sequence's valid steps, then scan forward
+    out = fused.unroll(
+      cell,
+      params,
+      reverse_valid(xs, lengths) if flip else xs,
+      carry,
+      lengths=lengths,
+      reverse=reverse and not flip,
+      unroll=unroll,
+      truncate=truncate,
+      remat=remat,
+    )
+    if out is not None:
+      carry, ys = out
+      if flip:
+        ys = reverse_valid(ys, lengths)
+      if not time_major:
+        ys = jnp.moveaxis(ys, 0, -2)
+      return carry, ys
+    if impl == "fused":
+      raise base.InputError("impl='fused' needs a cell made by jaxrnn's factories (and a non-empty batch and time)")
 
   apply = functools.partial(cell.apply, params)
 
@@ -133,16 +178,47 @@ def unroll(
       y = jax.tree.map(lambda v: jnp.where(_expand(valid, v), v, jnp.zeros_like(v)), y)
     return new_carry, y
 
+  def scan(carry, inputs, reverse):
+    if remat:
+      return _remat_scan(step, carry, inputs, T, reverse=reverse, unroll=unroll, segment=remat)
+    return jax.lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
+
   if lengths is None:
     # Processing-order step index, so `truncate` counts from the first processed step.
     ts = jnp.arange(T)[::-1] if reverse else jnp.arange(T)
-    carry, ys = jax.lax.scan(step, carry, (xs, ts), reverse=reverse, unroll=unroll)
+    carry, ys = scan(carry, (xs, ts), reverse)
   else:
     if reverse:
       xs = reverse_valid(xs, lengths)
-    carry, ys = jax.lax.scan(step, carry, (xs, jnp.arange(T)), unroll=unroll)
+    carry, ys = scan(carry, (xs, jnp.arange(T)), False)
     if reverse:
       ys = jax.tree.map(lambda v: reverse_valid(v, lengths), ys)
   if not time_major:
     ys = jax.tree.map(lambda v: jnp.moveaxis(v, 0, -2), ys)
   return carry, ys
+
+
+def _remat_scan(step, carry, inputs, T: int, *, reverse: bool, unroll: int | bool, segment: bool | int):
+  """``lax.scan(step, carry, inputs)`` in checkpointed segments of ``k`` steps (``ceil(sqrt(T))`` for True)."""
+  k = fused.segment_length(T, segment)
+  n = T // k
+  main = jax.tree.map(lambda a: a[: n * k].reshape((n, k) + a.shape[1:]), inputs)
+  tail = jax.tree.map(lambda a: a[n * k :], inputs)
+
+  @jax.checkpoint
+  def seg(carry, inp):
+    return jax.lax.scan(step, carry, inp, reverse=reverse, unroll=unroll)
+
+  def run_main(carry):
+    carry, ys = jax.lax.scan(seg, carry, main, reverse=reverse)
+    return carry, jax.tree.map(lambda a: a.reshape((n * k,) + a.shape[2:]), ys)
+
+  if n * k == T:
+    return run_main(carry)
+  if reverse:
+    carry, ys_t = seg(carry, tail)
+    carry, ys_m = run_main(carry)
+  else:
+    carry, ys_m = run_main(carry)
+    carry, ys_t = seg(carry, tail)
+  return carry, jax.tree.map(lambda m, t: jnp.concatenate([m, t]), ys_m, ys_t)

@@ -1,0 +1,601 @@
+"""The fast path of :func:`jaxrnn.unroll`: chunked whole-sequence kernels with a hand-written derivative.
+
+A cell made by one of jaxrnn's factories describes itself with a private
+attribute on its ``apply`` function (``_jaxrnn_fused = (kind, options)``);
+:func:`unroll` turns that description into a :class:`Kernel` and runs the
+sequence in chunks of ``K`` steps:
+
+* each chunk's input projection ``x W_x + b`` is one matrix product over its
+  ``K * B`` rows, and its steps are unrolled in Python, so no step reads a
+  dynamic slice of a large buffer;
+* the derivative of a chunk is a ``jax.custom_jvp`` rule, so forward mode,
+  reverse mode, ``vmap`` and higher derivatives all work. The tangent of the
+  chunk's weights enters as one matrix product over its ``K * B`` rows
+  (``x dW_x + h_{t-1} dW_h``); transposed for reverse mode, that is the
+  weight gradient ``dW = sum_t h_{t-1}^T dz_t`` as one product per chunk after
+  the chunk's backward steps, as cuDNN does, while the backward steps do only
+  the sequential part, one ``dz W_h^T`` product each;
+* a ``jax.checkpoint`` policy keeps only the gate activations (and the LSTM's
+  cell state) of each step for the backward pass; everything else the
+  derivative needs is recomputed from them with cheap elementwise operations.
+  On XLA CPU a training step's temporary buffers come in one allocation that
+  is page-faulted afresh on every call once it is larger than glibc's 32 MiB
+  mmap threshold, so temporary memory costs time as well as space;
+* with ``remat`` only the carry at the start of each segment of steps is kept
+  and a segment's forward pass is recomputed when its gradient is needed.
+
+Every option of :func:`jaxrnn.unroll` (``lengths``, ``reverse``, ``truncate``,
+any batch shape, ``vmap``) has the semantics of the reference ``lax.scan``
+path; ``tests/test_fused.py`` checks outputs and gradients against it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
+from jax.custom_derivatives import SymbolicZero
+
+from jaxrnn._src import cells as cells_lib
+
+Array = jax.Array
+Params = Any
+Carry = Any
+
+SAVED = "jaxrnn_fused_saved"  # the checkpoint name of the values kept for the backward pass
+CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk
+
+
+class Kernel(NamedTuple):
+  """One cell's pieces for the chunked fast path, on ``(B, F)`` arrays.
+
+  Attributes:
+    project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection of many steps at once.
+    step: ``(params, carry, gx_t) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
+      the derivative (every cell here outputs ``y = h``).
+    knowns: ``(params, carry_in, saved) -> (h_prev, knowns)`` from the saved values of a chunk's
+      steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of the
+      step's tangent, computed with vectorised elementwise operations only.
+    lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns) -> lin``: the tangent terms that are
+      matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
+      ``(K, B, ...)``; tangents may be ``SymbolicZero``.
+    tangent: ``(params, dparams, knowns_t, dcarry, lin_t) -> dcarry``, the sequential part of one
+      step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
+      (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
+  """
+
+  project: Callable[..., Array]
+  step: Callable[..., tuple[Carry, Array, tuple[Array, ...]]]
+  knowns: Callable[..., tuple[Array, Any]]
+  lin: Callable[..., Any]
+  tangent: Callable[..., Carry]
+  h_of: Callable[[Carry], Array]
+
+
+# ----------------------------------------------------------------------------
+# Shared pieces
+
+
+def _zero(t: Any) -> bool:
+  return t is None or isinstance(t, SymbolicZero)
+
+
+def _row(v: Array) -> Array:
+  """A ``(F,)`` vector as a ``(1, F)`` row, to broadcast against ``(B, F)`` without rank promotion."""
+  return v.reshape((1,) + v.shape)
+
+
+def _add(*terms: Array | None) -> Array | None:
+  """The sum of the terms that are not None; None if all are."""
+  out = None
+  for t in terms:
+    if t is not None:
+      out = t if out is None else out + t
+  return out
+
+
+def _mm(a: Array, w: Any) -> Array | None:
+  """``a @ w`` over the last axis of ``a: (K, B, F)``, or None when ``w`` is a symbolic zero."""
+  if _zero(w):
+    return None
+  return (a.reshape(-1, a.shape[-1]) @ w).reshape(a.shape[:-1] + (w.shape[-1],))
+
+
+def _project(w_x: Array, b: Array | None, x: Array) -> Array:
+  z = x @ w_x
+  return z if b is None else z + _row(b)
+
+
+def _project_tangent(p: Any, dp: Any, x: Array, dx: Any) -> Array | None:
+  """The tangent of ``x W_x + b`` on ``x: (K, B, I)``: ``dx W_x + x dW_x + db``."""
+  terms = [None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x)]
+  if p.b is not None and not _zero(dp.b):
+    terms.append(jnp.broadcast_to(dp.b.reshape(1, 1, -1), x.shape[:2] + dp.b.shape))
+  return _add(*terms)
+
+
+def _shift(stack: Array, first: Array) -> Array:
+  """The previous step's value at each step of ``stack: (K, B, F)``, ``first`` before the first."""
+  return jnp.concatenate([first[None], stack[:-1]], axis=0)
+
+
+def _blk(a: Array | None, k: int, H: int) -> Array | None:
+  return None if a is None else a[..., k * H : (k + 1) * H]
+
+
+def _dsig(dz: Array, s: Array) -> Array:
+  """``dz sigmoid'`` with ``s`` the sigmoid's output."""
+  return dz * (s - s * s)
+
+
+# ----------------------------------------------------------------------------
+# Elman
+
+
+def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
+  del hidden_size
+  relu = nonlinearity == "relu"
+
+  def project(p, x):
+    return _project(p.w_x, p.b, x)
+
+  def step(p, h, gx):
+    z = gx + h @ p.w_h
+    h = jax.nn.relu(z) if relu else jnp.tanh(z)
+    return h, h, (h,)
+
+  def knowns(p, h0, saved):
+    (h,) = saved
+    d = (h > 0).astype(h.dtype) if relu else 1.0 - h * h
+    return _shift(h, h0), (d,)
+
+  def lin(p, dp, x, dx, h_prev, kn):
+    return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
+
+  def tangent(p, dp, kn, dh, lin_t):
+    return _add(lin_t, dh @ p.w_h) * kn[0]
+
+  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+
+
+# ----------------------------------------------------------------------------
+# GRU
+
+
+def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
+  H = hidden_size
+
+  def project(p, x):
+    return _project(p.w_x, p.b, x)
+
+  def step(p, h, gx):
+    if reset_after:
+      gh = h @ p.w_h
+      rz = jax.nn.sigmoid(gx[:, : 2 * H] + gh[:, : 2 * H])
+      hn = gh[:, 2 * H :]
+      if p.b_hn is not None:
+        hn = hn + _row(p.b_hn)
+      r, z = rz[:, :H], rz[:, H:]
+      n = jnp.tanh(gx[:, 2 * H :] + r * hn)
+      h = (1.0 - z) * n + z * h
+      return h, h, (rz, n, hn, h)
+    rz = jax.nn.sigmoid(gx[:, : 2 * H] + h @ p.w_h[:, : 2 * H])
+    r, z = rz[:, :H], rz[:, H:]
+    n = jnp.tanh(gx[:, 2 * H :] + (r * h) @ p.w_h[:, 2 * H :])
+    h = (1.0 - z) * n + z * h
+    return h, h, (rz, n, h)
+
+  def knowns(p, h0, saved):
+    rz, n, h = saved[0], saved[1], saved[-1]
+    h_prev = _shift(h, h0)
+    r, z = rz[..., :H], rz[..., H:]
+    kn = (rz - rz * rz, r, z, 1.0 - z, 1.0 - n * n, h_prev - n)
+    if reset_after:
+      kn += (saved[2],)  # hn
+    else:
+      kn += (h_prev,)
+    return h_prev, kn
+
+  def lin(p, dp, x, dx, h_prev, kn):
+    a = _project_tangent(p, dp, x, dx)
+    if reset_after:
+      rl = _mm(h_prev, dp.w_h)
+      if p.b_hn is not None and not _zero(dp.b_hn):
+        shape = h_prev.shape[:2] + (3 * H,)
+        rl = _add(rl, jnp.broadcast_to(jnp.concatenate([jnp.zeros((2 * H,), dp.b_hn.dtype), dp.b_hn]), shape))
+      return a, rl
+    if _zero(dp.w_h):
+      return a, None, None
+    return a, _mm(h_prev, dp.w_h[:, : 2 * H]), _mm(kn[1] * h_prev, dp.w_h[:, 2 * H :])
+
+  def tangent(p, dp, kn, dh, lin_t):
+    drz_f, r, z, omz, dn_f, hpn, last = kn
+    a = lin_t[0]
+    if reset_after:
+      dgh = _add(lin_t[1], dh @ p.w_h)
+      drz = _add(_blk(a, 0, 2 * H), dgh[:, : 2 * H]) * drz_f
+      dn = _add(_blk(a, 2, H), drz[:, :H] * last, r * dgh[:, 2 * H :]) * dn_f
+    else:
+      drz = _add(_blk(a, 0, 2 * H), lin_t[1], dh @ p.w_h[:, : 2 * H]) * drz_f
+      drh = drz[:, :H] * last + r * dh
+      dn = _add(_blk(a, 2, H), lin_t[2], drh @ p.w_h[:, 2 * H :]) * dn_f
+    return drz[:, H:] * hpn + dn * omz + z * dh
+
+  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+
+
+# ----------------------------------------------------------------------------
+# MGU
+
+
+def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
+  H = hidden_size
+
+  def project(p, x):
+    return _project(p.w_x, p.b, x)
+
+  def step(p, h, gx):
+    gh = h @ p.w_h
+    f = jax.nn.sigmoid(gx[:, :H] + gh[:, :H])
+    hn = gh[:, H:]
+    if reset_gate:
+      if p.b_hn is not None:
+        hn = hn + _row(p.b_hn)
+      n = jnp.tanh(gx[:, H:] + f * hn)
+    else:
+      n = jnp.tanh(gx[:, H:] + hn)
+    h = (1.0 - f) * n + f * h
+    return h, h, (f, n, hn, h)
+
+  def knowns(p, h0, saved):
+    f, n, hn, h = saved
+    h_prev = _shift(h, h0)
+    return h_prev, (f - f * f, f, 1.0 - f, 1.0 - n * n, h_prev - n, hn)
+
+  def lin(p, dp, x, dx, h_prev, kn):
+    rl = _mm(h_prev, dp.w_h)
+    if reset_gate and p.b_hn is not None and not _zero(dp.b_hn):
+      shape = h_prev.shape[:2] + (2 * H,)
+      rl = _add(rl, jnp.broadcast_to(jnp.concatenate([jnp.zeros((H,), dp.b_hn.dtype), dp.b_hn]), shape))
+    return _project_tangent(p, dp, x, dx), rl
+
+  def tangent(p, dp, kn, dh, lin_t):
+    df_f, f, omf, dn_f, hpn, hn = kn
+    a = lin_t[0]
+    dgh = _add(lin_t[1], dh @ p.w_h)
+    df = _add(_blk(a, 0, H), dgh[:, :H]) * df_f
+    if reset_gate:
+      dn = _add(_blk(a, 1, H), df * hn, f * dgh[:, H:]) * dn_f
+    else:
+      dn = _add(_blk(a, 1, H), dgh[:, H:]) * dn_f
+    return df * hpn + dn * omf + f * dh
+
+  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+
+
+# ----------------------------------------------------------------------------
+# LSTM
+
+
+def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel:
+  H = hidden_size
+  # Gate blocks along the last axis, PyTorch's order. The cell input g is computed as
+  # 2 sigmoid(2 z) - 1 = tanh(z), so that one full-width sigmoid covers every gate.
+  I_, F_, G_, O_ = (0, 1, 2, 3) if forget_gate else (0, None, 1, 2)
+  nG = 4 if forget_gate else 3
+
+  def blk(a, k):
+    return _blk(a, k, H)
+
+  def scale(dtype: Any, g: float) -> Array:
+    v = [jnp.full((H,), g if k == G_ else 1.0, dtype) for k in range(nG)]
+    return jnp.concatenate(v)[None]
+
+  def project(p, x):
+    return _project(p.w_x, p.b, x)
+
+  def step(p, carry, gx):
+    h, c = carry
+    z = gx + h @ p.w_h
+    w = p.w_peep
+    if w is None:
+      s = jax.nn.sigmoid(z * scale(z.dtype, 2.0))
+      i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
+      c = (blk(s, F_) * c + i * (2.0 * sg - 1.0)) if forget_gate else (c + i * (2.0 * sg - 1.0))
+    else:
+      i = jax.nn.sigmoid(blk(z, I_) + _row(w[0]) * c)
+      sg = jax.nn.sigmoid(2.0 * blk(z, G_))
+      gates = [i]
+      if forget_gate:
+        f = jax.nn.sigmoid(blk(z, F_) + _row(w[1]) * c)
+        c = f * c + i * (2.0 * sg - 1.0)
+        gates.append(f)
+      else:
+        c = c + i * (2.0 * sg - 1.0)
+      o = jax.nn.sigmoid(blk(z, O_) + _row(w[-1]) * c)
+      s = jnp.concatenate([*gates, sg, o], axis=-1)
+    h = o * jnp.tanh(c)
+    return cells_lib.LSTMCarry(h, c), h, (s, c)
+
+  def knowns(p, carry0, saved):
+    s, c = saved
+    c_prev = _shift(c, carry0.c)
+    i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
+    tc = jnp.tanh(c)
+    h_prev = _shift(o * tc, carry0.h)
+    dact = (s - s * s) * scale(s.dtype, 4.0)[None]  # d(gate)/d(z) for every gate, d(g)/d(z) for the cell input
+    kn = {"dact": dact, "g": 2.0 * sg - 1.0, "i": i, "c_prev": c_prev, "tc": tc, "oc": o * (1.0 - tc * tc)}
+    if forget_gate:
+      kn["f"] = blk(s, F_)
+    if peepholes:
+      kn["c"] = c
+    return h_prev, kn
+
+  def lin(p, dp, x, dx, h_prev, kn):
+    return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
+
+  def tangent(p, dp, kn, dcarry, lin_t):
+    dh, dc = dcarry
+    du = _add(lin_t, dh @ p.w_h)
+    w, dw = p.w_peep, dp.w_peep
+    if w is None:
+      d = du * kn["dact"]
+      di, dg, do = blk(d, I_), blk(d, G_), blk(d, O_)
+      df = blk(d, F_) if forget_gate else None
+    else:
+      peep = not _zero(dw)
+      di = _add(blk(du, I_), _row(w[0]) * dc, _row(dw[0]) * kn["c_prev"] if peep else None) * blk(kn["dact"], I_)
+      dg = blk(du, G_) * blk(kn["dact"], G_)
+      df = None
+      if forget_gate:
+        df = _add(blk(du, F_), _row(w[1]) * dc, _row(dw[1]) * kn["c_prev"] if peep else None) * blk(kn["dact"], F_)
+    dc_keep = dc * kn["f"] if forget_gate else dc
+    dc = _add(df * kn["c_prev"] if forget_gate else None, dc_keep, di * kn["g"], dg * kn["i"])
+    if w is not None:
+      peep = not _zero(dw)
+      do = _add(blk(du, O_), _row(w[-1]) * dc, _row(dw[-1]) * kn["c"] if peep else None) * blk(kn["dact"], O_)
+    return cells_lib.LSTMCarry(do * kn["tc"] + dc * kn["oc"], dc)
+
+  return Kernel(project, step, knowns, lin, tangent, lambda carry: carry.h)
+
+
+# ----------------------------------------------------------------------------
+# The engine
+
+
+def _kernel(spec: Any) -> Kernel | None:
+  kind, options = spec
+  return _kernel_cached(kind, tuple(sorted(options.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_cached(kind: str, options: tuple[tuple[str, Any], ...]) -> Kernel | None:
+  # One Kernel per cell description, so that the chunk functions built from it are cached too.
+  factory = {"elman": _elman_kernel, "gru": _gru_kernel, "mgu": _mgu_kernel, "lstm": _lstm_kernel}.get(kind)
+  return None if factory is None else factory(**dict(options))
+
+
+def _select(mask: Array, new: Any, old: Any) -> Any:
+  """``where(mask, new, old)`` leafwise, ``mask: (B, 1)``."""
+  return jax.tree.map(lambda n, o: jnp.where(mask, n, o), new, old)
+
+
+def _instantiate(t: Any, like: Any) -> Any:
+  return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
+
+
+@functools.lru_cache(maxsize=256)
+def _chunk_fn(kernel: Kernel, reverse: bool, masked: bool, truncated: bool) -> Callable[..., Any]:
+  """``f(params, carry, x (K, B, I), valid (K, B), cut (K,)) -> (carry, ys (K, B, O))`` for one chunk."""
+
+  def run(p, carry, x, valid, save):
+    # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
+    # precomputed (K, B, G) projection inside the gate fusions is slower than a small product.
+    def body(carry, inp):
+      x_t, v = inp
+      new, y, saved = kernel.step(p, carry, kernel.project(p, x_t))
+      if masked:
+        new = _select(v[:, None], new, carry)
+        y = jnp.where(v[:, None], y, jnp.zeros_like(y))
+      return new, (y, saved if save else None)
+
+    carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid if masked else None), reverse=reverse)
+    return carry, ys, saved
+
+  @jax.custom_jvp
+  def chunk(p, carry, x, valid, cut):
+    carry, ys, _ = run(p, carry, x, valid, save=False)
+    return carry, ys
+
+  def chunk_jvp(primals, tangents):
+    p, carry0, x, valid, cut = primals
+    dp, dcarry, dx = tangents[:3]
+    carry, ys, saved = run(p, carry0, x, valid, save=True)
+    # Only these are kept for the backward pass; the factors below are recomputed from them.
+    saved = checkpoint_name(saved, SAVED)
+    if reverse:  # the factors are built in processing order
+      saved = jax.tree.map(lambda a: a[::-1], saved)
+    h_prev, kn = kernel.knowns(p, carry0, saved)
+    if reverse:
+      h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
+    lin = kernel.lin(p, dp, x, dx, h_prev, kn)
+
+    def body(dc, inp):
+      kn_t, lin_t, v, cut_t = inp
+      dc_in = dc
+      if truncated:
+        dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
+      new = kernel.tangent(p, dp, kn_t, dc_in, lin_t)
+      if masked:  # padding steps pass the uncut carry through and output zeros
+        new = _select(v[:, None], new, dc)
+        dy = jnp.where(v[:, None], kernel.h_of(new), jnp.zeros_like(kernel.h_of(new)))
+      else:
+        dy = kernel.h_of(new)
+      return new, dy
+
+    dc, dys = jax.lax.scan(
+      body,
+      _instantiate(dcarry, carry0),
+      (kn, lin, valid if masked else None, cut if truncated else None),
+      reverse=reverse,
+    )
+    return (carry, ys), (dc, dys)
+
+  chunk.defjvp(chunk_jvp, symbolic_zeros=True)
+  return jax.checkpoint(chunk, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
+
+
+def segment_length(T: int, remat: bool | int) -> int:
+  """The segment length for ``remat``: ``ceil(sqrt(T))`` for True, else the given int, at most ``T``."""
+  if remat is True:
+    return max(1, math.ceil(math.sqrt(T)))
+  return max(1, min(int(remat), T))
+
+
+def _concat(parts: list[Array | None]) -> Array:
+  parts = [a for a in parts if a is not None]
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _split(inputs: Any, k: int, n: int) -> tuple[Any, Any]:
+  """The time axis of every leaf as ``(n, k, ...)`` full blocks and the remaining tail."""
+  main = jax.tree.map(lambda a: a[: n * k].reshape((n, k) + a.shape[1:]), inputs)
+  tail = jax.tree.map(lambda a: a[n * k :], inputs)
+  return main, tail
+
+
+def _chunks(kernel, params, carry, inputs, T, *, K, reverse, unroll):
+  """Runs ``T`` steps as a scan over chunks of ``K`` steps and a shorter tail chunk."""
+  x, valid, cut = inputs
+  masked, truncated = valid is not None, cut is not None
+  n, r = divmod(T, K)
+  main, tail = _split(inputs, K, n)
+  chunk = _chunk_fn(kernel, reverse, masked, truncated)
+
+  def body(carry, inp):
+    return chunk(params, carry, *inp)
+
+  def run_main(carry):
+    if n == 0:
+      return carry, None
+    carry, ys = jax.lax.scan(body, carry, main, reverse=reverse, unroll=unroll)
+    return carry, ys.reshape((n * K,) + ys.shape[2:])
+
+  def run_tail(carry):
+    if r == 0:
+      return carry, None
+    return chunk(params, carry, *tail)
+
+  if reverse:
+    carry, ys_t = run_tail(carry)
+    carry, ys_m = run_main(carry)
+  else:
+    carry, ys_m = run_main(carry)
+    carry, ys_t = run_tail(carry)
+  return carry, _concat([ys_m, ys_t])
+
+
+def chunk_length(T: int, B: int, H: int) -> int:
+  """Steps per chunk: ``K * B * H`` about ``CHUNK_ELEMENTS``, at most ``T``.
+
+  Larger chunks make larger weight-gradient products; the chunk's own buffers
+  (a few ``(K, B, H)`` arrays per gate) must stay small next to the saved
+  activations of the whole sequence.
+  """
+  return max(1, min(T, round(CHUNK_ELEMENTS / (B * H))))
+
+
+def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, chunk=None):
+  """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
+
+  ``valid: (T, B)`` bool or None marks the steps within each sequence's
+  length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
+  its derivative cut (truncated BPTT).
+  """
+  T, B = xs.shape[:2]
+  H = jax.tree.leaves(carry)[0].shape[-1]
+  K = chunk_length(T, B, H) if chunk is None else min(chunk, T)
+  inputs = (xs, valid, cut)
+  if not remat:
+    return _chunks(kernel, params, carry, inputs, T, K=K, reverse=reverse, unroll=unroll)
+  L = max(K, segment_length(T, remat) // K * K)  # a whole number of chunks per segment
+  m = T // L
+  main, tail = _split(inputs, L, m)
+
+  @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable, prevent_cse=False)
+  def segment(params, carry, inp):
+    return _chunks(kernel, params, carry, inp, L, K=K, reverse=reverse, unroll=unroll)
+
+  def run_main(carry):
+    if m == 0:
+      return carry, None
+    carry, ys = jax.lax.scan(lambda c, inp: segment(params, c, inp), carry, main, reverse=reverse)
+    return carry, ys.reshape((m * L,) + ys.shape[2:])
+
+  def run_tail(carry):
+    if T == m * L:
+      return carry, None
+    return _chunks(kernel, params, carry, tail, T - m * L, K=K, reverse=reverse, unroll=unroll)
+
+  if reverse:
+    carry, ys_t = run_tail(carry)
+    carry, ys_m = run_main(carry)
+  else:
+    carry, ys_m = run_main(carry)
+    carry, ys_t = run_tail(carry)
+  return carry, _concat([ys_m, ys_t])
+
+
+def fused_spec(cell: Any) -> Any:
+  """The cell's self-description, or None for cells the fast path does not know."""
+  return getattr(getattr(cell, "apply", None), "_jaxrnn_fused", None)
+
+
+def unroll(
+  cell: Any,
+  params: Params,
+  xs: Array,
+  carry: Carry,
+  *,
+  lengths: Array | None,
+  reverse: bool,
+  unroll: int | bool,
+  truncate: int | None,
+  remat: bool | int,
+) -> tuple[Carry, Array] | None:
+  """The fast path of :func:`jaxrnn.unroll` on time-major ``xs``, or None where it does not apply.
+
+  ``reverse`` scans from the last step to the first; with ``lengths`` the
+  caller reverses the valid steps instead (as the reference path does).
+  """
+  spec = fused_spec(cell)
+  if spec is None:
+    return None
+  kernel = _kernel(spec)
+  if kernel is None:
+    return None
+  T = xs.shape[0]
+  batch_shape = tuple(xs.shape[1:-1])
+  B = math.prod(batch_shape)
+  if T == 0 or B == 0:
+    return None
+  # The cell's own checks of params, carry and input, at trace time.
+  jax.eval_shape(cell.apply, params, carry, xs[0])
+  x = xs.reshape(T, B, xs.shape[-1])
+  c = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), carry)
+  valid = None
+  if lengths is not None:
+    valid = jnp.arange(T, dtype=lengths.dtype)[:, None] < lengths.reshape(1, B)
+  cut = None
+  if truncate is not None:
+    steps = jnp.arange(T)
+    steps = steps[::-1] if reverse else steps  # counted in processing order
+    cut = (steps > 0) & (steps % truncate == 0)  # the initial carry keeps its gradient
+  c, ys = sequence(kernel, params, x, c, valid, cut, reverse=reverse, unroll=unroll, remat=remat)
+  c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
+  return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])
