@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
   report = sub.add_parser("report", help="tables of runs beside the paper's rows, and learning curves")
   report.add_argument("runs", nargs="+", help="run folders (holding summary.json)")
   report.add_argument("--out", default="RESULTS.md", help="the Markdown file to write (default RESULTS.md)")
+  report.add_argument("--notes", help="a Markdown file of notes to include after the introduction")
   return parser
 
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None, *, hook: runner.Hook | None = None) -> i
     from experiments import report
 
     try:
-      path = report.write_report([Path(r) for r in args.runs], Path(args.out))
+      notes = Path(args.notes) if args.notes else None
+      path = report.write_report([Path(r) for r in args.runs], Path(args.out), notes)
     except (OSError, ValueError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2

@@ -77,8 +77,11 @@ def _baselines(s: dict[str, Any]) -> list[str]:
   return out
 
 
-def write_report(runs: list[Path], out: Path) -> Path:
-  """Writes the Markdown report of ``runs`` to ``out`` (and PNGs beside it); returns ``out``."""
+def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path:
+  """Writes the Markdown report of ``runs`` to ``out`` (and PNGs beside it); returns ``out``.
+
+  ``notes``, a Markdown file, is copied in after the report's introduction (the analysis of the runs).
+  """
   summaries = [(run, _load(run)) for run in runs]
   groups: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
   for run, s in summaries:
@@ -92,6 +95,8 @@ def write_report(runs: list[Path], out: Path) -> Path:
     "per trial in a full run) over the solved trials (all trials if none solved). A run marked truncated had",
     "fewer trials or a smaller budget than a full run.",
   ]
+  if notes is not None:
+    text += ["", notes.read_text().rstrip()]
   for name, items in sorted(groups.items()):
     text += ["", f"## {name}", ""]
     text += [

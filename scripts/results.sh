@@ -29,7 +29,7 @@ run exp1_reber_4x1_lr0p5 --set train.trials=10 --set train.max_sequences=50000
 run exp1_reber_3x2_lr0p2 --set train.trials=10 --set train.max_sequences=50000
 run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=50000
 run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=50000
-run exp2a --set train.trials=5 --set train.max_sequences=20000
+FORCE=${FORCE_2A:-} run exp2a --set train.trials=5 --set train.max_sequences=20000
 run exp2b --set train.trials=5 --set train.max_sequences=20000
 for c in lstm gru mgu elman; do
   run modern_${c}_adding_t100 --set train.trials=3 --set train.max_sequences=64000
@@ -38,12 +38,12 @@ done
 run exp2c_q200_p200 --set train.trials=4 --set train.max_sequences=60000
 run exp4_adding_t500 --set train.trials=3 --set train.max_sequences=100000
 run exp2c_q500_p500 --set train.trials=2 --set train.max_sequences=40000
-run exp2c_q1000_p1000 --set train.trials=2 --set train.max_sequences=30000
-run exp2c_q1000_p500 --set train.trials=2 --set train.max_sequences=30000
-run exp2c_q1000_p200 --set train.trials=2 --set train.max_sequences=30000
-run exp2c_q1000_p100 --set train.trials=2 --set train.max_sequences=30000
-run exp2c_q1000_p50 --set train.trials=2 --set train.max_sequences=30000
-run exp3a_t1000_n3 --set train.trials=2 --set train.max_sequences=40000 --set run.test_size=512
-run exp3b_t1000_n1 --set train.trials=2 --set train.max_sequences=40000 --set run.test_size=512
-run exp4_adding_t1000 --set train.trials=2 --set train.max_sequences=60000 --set run.test_size=512
-$PY -m experiments report results/* --out RESULTS.md
+run exp2c_q1000_p1000 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp2c_q1000_p500 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp2c_q1000_p200 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp2c_q1000_p100 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp2c_q1000_p50 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp3a_t1000_n3 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp3b_t1000_n1 --set train.trials=1 --set train.max_sequences=15000 --set run.test_size=256
+run exp4_adding_t1000 --set train.trials=1 --set train.max_sequences=20000 --set run.test_size=256
+$PY -m experiments report results/*/ --out RESULTS.md --notes results/NOTES.md
