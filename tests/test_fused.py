@@ -1,0 +1,250 @@
+"""The fast path of jaxrnn.unroll (impl="fused") equals the reference lax.scan path (impl="reference").
+
+Outputs (final carry and ys) must agree to 1e-5 and gradients (with respect to
+params, inputs and the initial carry) to 1e-4, relative to the largest entry
+of each leaf, for every cell the fast path covers and every option of unroll.
+No timing here: speed is measured by ``python -m benchmarks.run``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn._src import fused
+
+pytestmark = pytest.mark.xdist_group("fused")
+
+T, B, I, H = 9, 3, 4, 5
+OUT_TOL, GRAD_TOL = 1e-5, 1e-4
+
+CELLS = {
+  "elman": jaxrnn.elman(H),
+  "elman_relu_no_bias": jaxrnn.elman(H, nonlinearity="relu", bias=False),
+  "gru": jaxrnn.gru(H),
+  "gru_reset_before": jaxrnn.gru(H, reset_after=False),
+  "gru_no_bias": jaxrnn.gru(H, bias=False),
+  "mgu": jaxrnn.mgu(H),
+  "mgu_no_reset": jaxrnn.mgu(H, reset_gate=False),
+  "lstm": jaxrnn.lstm(H),
+  "lstm_peepholes": jaxrnn.lstm(H, peepholes=True),
+  "lstm_no_forget": jaxrnn.lstm(H, forget_gate=False),
+  "lstm_no_forget_peepholes_no_bias": jaxrnn.lstm(H, forget_gate=False, peepholes=True, bias=False),
+}
+LENGTHS = np.array([T, 4, 0])
+OPTIONS = {
+  "plain": {},
+  "reverse": {"reverse": True},
+  "lengths": {"lengths": LENGTHS},
+  "lengths_reverse": {"lengths": LENGTHS, "reverse": True},
+  "truncate": {"truncate": 3},
+  "truncate_lengths_reverse": {"truncate": 2, "lengths": np.array([6, 9, 2]), "reverse": True},
+  "remat": {"remat": 4},
+  "remat_sqrt_reverse_lengths": {"remat": True, "reverse": True, "lengths": LENGTHS},
+  "batch_major_unroll": {"time_major": False, "unroll": 2},
+}
+
+
+def random_tree(tree, seed, scale=0.5):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda x: jnp.asarray(scale * rng.standard_normal(x.shape), x.dtype), tree)
+
+
+def inputs(cell, batch_shape=(B,), seed=0):
+  """Params with every bias and peephole nonzero, inputs and a nonzero initial carry."""
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), seed)
+  xs = random_tree(jax.ShapeDtypeStruct((T, *batch_shape, I), jnp.float32), seed + 1, scale=1.0)
+  carry = random_tree(jax.eval_shape(lambda: cell.initial_carry(batch_shape)), seed + 2)
+  return params, xs, carry
+
+
+def rel_err(got, want):
+  """The largest leafwise ``max |got - want| / max |want|``."""
+  errs = jax.tree.map(lambda g, w: float(jnp.max(jnp.abs(g - w)) / max(float(jnp.max(jnp.abs(w))), 1e-30)), got, want)
+  return max(jax.tree.leaves(errs), default=0.0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def outputs_and_grads(cell, impl, options, params, xs, carry, lengths):
+  """The outputs of unroll and the gradients of a loss on all of them, in one compiled program."""
+  kwargs = dict(options)
+  if lengths is not None:
+    kwargs["lengths"] = lengths
+
+  def loss(params, xs, carry):
+    out = jaxrnn.unroll(cell, params, xs, carry, impl=impl, **kwargs)
+    # Fixed random weights on every output, so every entry of ys and of the carry gets its own cotangent.
+    leaves = jax.tree.leaves(out)
+    weights = [jnp.sin(1.0 + jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in leaves]
+    return sum(jnp.sum(w * a) for w, a in zip(weights, leaves)), out
+
+  grads, out = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry)
+  return out, grads
+
+
+def compare(cell, options, batch_shape=(B,), seed=0):
+  options = dict(options)
+  lengths = options.pop("lengths", None)
+  params, xs, carry = inputs(cell, batch_shape, seed)
+  if not options.get("time_major", True):
+    xs = jnp.moveaxis(xs, 0, -2)
+  static = tuple(sorted(options.items()))
+  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths)
+  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths)
+  assert jax.tree.structure(got_out) == jax.tree.structure(want_out)
+  assert rel_err(got_out, want_out) <= OUT_TOL
+  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_compiled_programs():
+  # Every XLA CPU executable holds dozens of memory mappings; free this module's once it is done.
+  yield
+  jax.clear_caches()
+
+
+def test_every_cell_is_recognised():
+  for name, cell in CELLS.items():
+    assert fused.fused_spec(cell) is not None, name
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("option", ["plain", "truncate_lengths_reverse"])
+def test_every_cell_equals_reference(name, option):
+  compare(CELLS[name], OPTIONS[option])
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("option", sorted(set(OPTIONS) - {"plain", "truncate_lengths_reverse"}))
+def test_every_option_equals_reference(name, option):
+  compare(CELLS[name], OPTIONS[option])
+
+
+@pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=["unbatched", "two_batch_axes"])
+def test_batch_shapes(batch_shape):
+  compare(CELLS["lstm_peepholes"], {}, batch_shape=batch_shape)
+
+
+@pytest.mark.parametrize("name", ["elman", "gru", "lstm"])
+def test_long_sequence_several_chunks_and_remat(name):
+  # Longer than one chunk (the chunk length scales with 1 / (B H)), with a partial last chunk.
+  cell = {"elman": jaxrnn.elman(64), "gru": jaxrnn.gru(64), "lstm": jaxrnn.lstm(64)}[name]
+  _, xs, carry = inputs(cell, (40,))
+  xs = jnp.concatenate([xs] * 7)[:61]
+  # The cell's own (orthogonal) init: random recurrent weights of this size would make the
+  # dynamics chaotic, and 61 steps would amplify float rounding beyond any tolerance.
+  params = cell.init(jax.random.key(0), I)
+  assert fused.chunk_length(61, 40, 64) < 61
+  for options in [{}, {"remat": 10, "truncate": 25}]:
+    static = tuple(sorted(options.items()))
+    got = outputs_and_grads(cell, "fused", static, params, xs, carry, None)
+    want = outputs_and_grads(cell, "reference", static, params, xs, carry, None)
+    assert rel_err(got[0], want[0]) <= OUT_TOL
+    assert rel_err(got[1], want[1]) <= GRAD_TOL
+
+
+def test_vmap_over_params_of_grad():
+  cell = CELLS["gru"]
+  params, xs, carry = inputs(cell)
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), params, random_tree(params, 7))
+
+  def grads(impl):
+    def loss(p):
+      return jnp.sum(jaxrnn.unroll(cell, p, xs, carry, impl=impl)[1] ** 2)
+
+    return jax.jit(jax.vmap(jax.grad(loss)))(stacked)
+
+  assert rel_err(grads("fused"), grads("reference")) <= GRAD_TOL
+
+
+def test_forward_mode_and_second_order():
+  cell = CELLS["lstm_peepholes"]
+  params, xs, carry = inputs(cell)
+  tangents = random_tree(params, 11)
+
+  def jvp(impl):
+    def f(p):
+      return jaxrnn.unroll(cell, p, xs, carry, impl=impl, lengths=jnp.asarray(LENGTHS, jnp.int32))
+
+    return jax.jit(lambda p, t: jax.jvp(f, (p,), (t,)))(params, tangents)
+
+  assert rel_err(jvp("fused"), jvp("reference")) <= GRAD_TOL
+
+  def hvp(impl):
+    def loss(p):
+      return jnp.sum(jnp.tanh(jaxrnn.unroll(cell, p, xs, carry, impl=impl)[1]))
+
+    return jax.jit(lambda p, t: jax.jvp(jax.grad(loss), (p,), (t,))[1])(params, tangents)
+
+  assert rel_err(hvp("fused"), hvp("reference")) <= GRAD_TOL
+
+
+def test_stacked_and_bidirectional_layers():
+  net = jaxrnn.stacked(jaxrnn.bidirectional(jaxrnn.lstm(H), jaxrnn.gru(H)), jaxrnn.elman(H))
+  params = net.init(jax.random.key(0), I)
+  xs = random_tree(jax.ShapeDtypeStruct((T, B, I), jnp.float32), 1, scale=1.0)
+  lengths = jnp.asarray(LENGTHS, jnp.int32)
+
+  def run(impl):
+    # Layers call unroll with its default impl; switch the fast path off by hand for the reference.
+    def loss(p):
+      return jnp.sum(jnp.sin(net.apply(p, xs, lengths=lengths)[1]))
+
+    if impl == "reference":
+      with _fast_path_off():
+        return jax.jit(jax.value_and_grad(loss))(params)
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  got, want = run("fused"), run("reference")
+  assert rel_err(got[0], want[0]) <= OUT_TOL
+  assert rel_err(got[1], want[1]) <= GRAD_TOL
+
+
+class _fast_path_off:
+  """Makes ``impl="auto"`` take the reference path within the block (by hiding every cell's description)."""
+
+  def __enter__(self):
+    self.saved = fused.fused_spec
+    fused.fused_spec = lambda cell: None
+
+  def __exit__(self, *exc):
+    fused.fused_spec = self.saved
+
+
+def test_float64():
+  cell = CELLS["lstm"]
+  with jax.enable_x64(True):
+    params, xs, carry = jax.tree.map(lambda a: a.astype(jnp.float64), inputs(cell))
+    got = outputs_and_grads(cell, "fused", (), params, xs, carry, None)
+    want = outputs_and_grads(cell, "reference", (), params, xs, carry, None)
+    assert got[0][1].dtype == jnp.float64
+    assert rel_err(got, want) <= 1e-12
+
+
+def test_other_cells_take_the_reference_path():
+  inner = jaxrnn.gru(H)
+  wrapped = jaxrnn.Cell(inner.init, inner.initial_carry, lambda p, c, x: inner.apply(p, c, x))
+  params, xs, carry = inputs(inner)
+  assert fused.fused_spec(wrapped) is None
+  got = jaxrnn.unroll(wrapped, params, xs, carry)
+  want = jaxrnn.unroll(inner, params, xs, carry, impl="reference")
+  assert rel_err(got, want) <= OUT_TOL
+  with pytest.raises(ValueError, match="impl='fused'"):
+    jaxrnn.unroll(wrapped, params, xs, carry, impl="fused")
+  with pytest.raises(ValueError, match="impl"):
+    jaxrnn.unroll(inner, params, xs, carry, impl="fast")
+
+
+def test_errors_are_the_cells_own():
+  cell = CELLS["lstm"]
+  params, xs, carry = inputs(cell)
+  with pytest.raises(ValueError, match="input_size 4"):
+    jaxrnn.unroll(cell, params, jnp.ones((T, B, 7)), impl="fused")
+  with pytest.raises(TypeError, match="dtype"):
+    jaxrnn.unroll(cell, params, xs.astype(jnp.bfloat16), impl="fused")
