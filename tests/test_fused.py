@@ -8,6 +8,7 @@ No timing here: speed is measured by ``python -m benchmarks.run``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -206,15 +207,15 @@ def test_stacked_and_bidirectional_layers():
   assert rel_err(got[1], want[1]) <= GRAD_TOL
 
 
-class _fast_path_off:
+@contextlib.contextmanager
+def _fast_path_off():
   """Makes ``impl="auto"`` take the reference path within the block (by hiding every cell's description)."""
-
-  def __enter__(self):
-    self.saved = fused.fused_spec
-    fused.fused_spec = lambda cell: None
-
-  def __exit__(self, *exc):
-    fused.fused_spec = self.saved
+  saved = fused.fused_spec
+  fused.fused_spec = lambda cell: None
+  try:
+    yield
+  finally:
+    fused.fused_spec = saved
 
 
 def test_float64():
