@@ -90,7 +90,7 @@ def versions() -> dict[str, str]:
 
 def describe_machine() -> dict[str, str]:
   return {
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     "cpu": cpu_model(),
     "cores": str(os.cpu_count()),
     **versions(),

@@ -119,7 +119,9 @@ def check_step_input(x: Any, input_size: int, param_dtype: Any, *, name: str = "
   if x.ndim < 1:
     raise InputError(f"{name} must have shape (*batch, {input_size}), got a scalar")
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise InputTypeError(f"{name} must be a floating array ({jnp.dtype(param_dtype)} like the params), got dtype {x.dtype}")
+    raise InputTypeError(
+      f"{name} must be a floating array ({jnp.dtype(param_dtype)} like the params), got dtype {x.dtype}"
+    )
   if x.dtype != param_dtype:
     raise InputTypeError(
       f"{name} has dtype {x.dtype}, but the params have dtype {jnp.dtype(param_dtype)}; "

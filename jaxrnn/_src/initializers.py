@@ -100,7 +100,9 @@ def gate_biases(
     if gate in overrides:
       value = jnp.asarray(overrides[gate], dtype)
       if value.shape not in ((), (hidden_size,)):
-        raise ValueError(f"gate_bias[{gate!r}] must be a scalar or have shape ({hidden_size},), got shape {value.shape}")
+        raise ValueError(
+          f"gate_bias[{gate!r}] must be a scalar or have shape ({hidden_size},), got shape {value.shape}"
+        )
       parts.append(jnp.broadcast_to(value, (hidden_size,)))
     else:
       parts.append(bias_init(k, (hidden_size,), dtype))

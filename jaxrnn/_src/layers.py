@@ -56,9 +56,7 @@ class Layer(NamedTuple):
 LayerLike = Layer | base.Cell
 
 
-def _time_major_wrapper(
-  apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool
-) -> LayerApplyFn:
+def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool) -> LayerApplyFn:
   def apply_fn(params, xs, carry=None, *, lengths=None, key=None, time_major=None):
     tm = default_time_major if time_major is None else time_major
     xs = unroll_lib.check_sequence(xs, time_major=tm)
@@ -111,9 +109,7 @@ def output_size(layer: LayerLike, params: base.Params, input_size: int) -> int:
   layer = _as_layer(layer)
   leaves = jax.tree.leaves(params)
   dtype = leaves[0].dtype if leaves else jnp.float32  # a layer may have no params
-  _, ys = jax.eval_shape(
-    lambda p: layer.apply(p, jnp.zeros((1, 1, input_size), dtype), time_major=True), params
-  )
+  _, ys = jax.eval_shape(lambda p: layer.apply(p, jnp.zeros((1, 1, input_size), dtype), time_major=True), params)
   return int(ys.shape[-1])
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._src import base
-from jaxrnn._src import fused
+from jaxrnn._src import base, fused
 
 Array = jax.Array
 
@@ -35,7 +34,9 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], *, name: str = "le
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
     raise base.InputTypeError(f"{name} must be an integer array, got dtype {lengths.dtype}")
   if tuple(lengths.shape) != tuple(batch_shape):
-    raise base.InputError(f"{name} must have the batch shape {tuple(batch_shape)} of xs, got shape {tuple(lengths.shape)}")
+    raise base.InputError(
+      f"{name} must have the batch shape {tuple(batch_shape)} of xs, got shape {tuple(lengths.shape)}"
+    )
   return lengths
 
 
