@@ -103,7 +103,8 @@ def _mm(a: Array, w: Any) -> Array | None:
   """``a @ w`` over the last axis of ``a: (K, B, F)``, or None when ``w`` is a symbolic zero."""
   if _zero(w):
     return None
-  return (a.reshape(-1, a.shape[-1]) @ w).reshape(a.shape[:-1] + (w.shape[-1],))
+  out = a.reshape(-1, a.shape[-1]) @ w
+  return out.reshape(a.shape[:-1] + (w.shape[-1],))
 
 
 def _project(w_x: Array, b: Array | None, x: Array) -> Array:
@@ -389,65 +390,80 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-@functools.lru_cache(maxsize=256)
-def _chunk_fn(kernel: Kernel, reverse: bool, masked: bool, truncated: bool) -> Callable[..., Any]:
-  """``f(params, carry, x (K, B, I), valid (K, B), cut (K,)) -> (carry, ys (K, B, O))`` for one chunk."""
+def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
+  """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``."""
+  masked = valid is not None
 
-  def run(p, carry, x, valid, save):
+  def body(carry, inp):
+    x_t, v = inp
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
-    # precomputed (K, B, G) projection inside the gate fusions is slower than a small product.
-    def body(carry, inp):
-      x_t, v = inp
-      new, y, saved = kernel.step(p, carry, kernel.project(p, x_t))
-      if masked:
-        new = _select(v[:, None], new, carry)
-        y = jnp.where(v[:, None], y, jnp.zeros_like(y))
-      return new, (y, saved if save else None)
+    # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
+    new, y, saved = kernel.step(p, carry, kernel.project(p, x_t))
+    if masked:
+      new = _select(v[:, None], new, carry)
+      y = jnp.where(v[:, None], y, jnp.zeros_like(y))
+    return new, (y, saved if save else None)
 
-    carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid if masked else None), reverse=reverse)
-    return carry, ys, saved
+  carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid), reverse=reverse, unroll=unroll)
+  return carry, ys, saved
 
-  @jax.custom_jvp
-  def chunk(p, carry, x, valid, cut):
-    carry, ys, _ = run(p, carry, x, valid, save=False)
-    return carry, ys
 
-  def chunk_jvp(primals, tangents):
-    p, carry0, x, valid, cut = primals
-    dp, dcarry, dx = tangents[:3]
-    carry, ys, saved = run(p, carry0, x, valid, save=True)
-    # Only these are kept for the backward pass; the factors below are recomputed from them.
-    saved = checkpoint_name(saved, SAVED)
-    if reverse:  # the factors are built in processing order
-      saved = jax.tree.map(lambda a: a[::-1], saved)
-    h_prev, kn = kernel.knowns(p, carry0, saved)
-    if reverse:
-      h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
-    lin = kernel.lin(p, dp, x, dx, h_prev, kn)
+def _pair(kernel, p, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
+  """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``."""
+  carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, save=True)
+  # Only these are kept for the backward pass; the factors below are recomputed from them.
+  saved = checkpoint_name(saved, SAVED)
+  if reverse:  # the factors are built in processing order
+    saved = jax.tree.map(lambda a: a[::-1], saved)
+  h_prev, kn = kernel.knowns(p, carry0, saved)
+  if reverse:
+    h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
+  lin = kernel.lin(p, dp, x, dx, h_prev, kn)
 
-    def body(dc, inp):
-      kn_t, lin_t, v, cut_t = inp
-      dc_in = dc
-      if truncated:
-        dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
-      new = kernel.tangent(p, dp, kn_t, dc_in, lin_t)
-      if masked:  # padding steps pass the uncut carry through and output zeros
-        new = _select(v[:, None], new, dc)
-        dy = jnp.where(v[:, None], kernel.h_of(new), jnp.zeros_like(kernel.h_of(new)))
-      else:
-        dy = kernel.h_of(new)
-      return new, dy
+  def body(dc, inp):
+    kn_t, lin_t, v, cut_t = inp
+    dc_in = dc
+    if cut_t is not None:
+      dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
+    new = kernel.tangent(p, dp, kn_t, dc_in, lin_t)
+    dy = kernel.h_of(new)
+    if v is not None:  # padding steps pass the uncut carry through and output zeros
+      new = _select(v[:, None], new, dc)
+      dy = jnp.where(v[:, None], dy, jnp.zeros_like(dy))
+    return new, dy
 
-    dc, dys = jax.lax.scan(
-      body,
-      _instantiate(dcarry, carry0),
-      (kn, lin, valid if masked else None, cut if truncated else None),
-      reverse=reverse,
-    )
-    return (carry, ys), (dc, dys)
+  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut), reverse=reverse)
+  return (carry, ys), (dcarry, dys)
 
-  chunk.defjvp(chunk_jvp, symbolic_zeros=True)
-  return jax.checkpoint(chunk, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
+
+def _over_chunks(f, state, inputs, T, K, *, reverse, unroll=1):
+  """``f(state, chunk_inputs) -> (state, chunk_outputs)`` over the time axis of ``inputs`` in chunks of ``K`` steps.
+
+  A scan over the full chunks and one call for the shorter tail; the outputs
+  come back concatenated along time (a pytree of time-major arrays).
+  """
+  n, r = divmod(T, K)
+  main = jax.tree.map(lambda a: a[: n * K].reshape((n, K) + a.shape[1:]), inputs)
+  tail = jax.tree.map(lambda a: a[n * K :], inputs)
+
+  def run_main(state):
+    if n == 0:
+      return state, None
+    state, out = jax.lax.scan(f, state, main, reverse=reverse, unroll=unroll)
+    return state, jax.tree.map(lambda a: a.reshape((n * K,) + a.shape[2:]), out)
+
+  def run_tail(state):
+    return (state, None) if r == 0 else f(state, tail)
+
+  if reverse:
+    state, out_t = run_tail(state)
+    state, out_m = run_main(state)
+  else:
+    state, out_m = run_main(state)
+    state, out_t = run_tail(state)
+  if out_m is None or out_t is None:
+    return state, out_t if out_m is None else out_m
+  return state, jax.tree.map(lambda m, t: jnp.concatenate([m, t]), out_m, out_t)
 
 
 def segment_length(T: int, remat: bool | int) -> int:
@@ -455,49 +471,6 @@ def segment_length(T: int, remat: bool | int) -> int:
   if remat is True:
     return max(1, math.ceil(math.sqrt(T)))
   return max(1, min(int(remat), T))
-
-
-def _concat(parts: list[Array | None]) -> Array:
-  parts = [a for a in parts if a is not None]
-  return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
-
-
-def _split(inputs: Any, k: int, n: int) -> tuple[Any, Any]:
-  """The time axis of every leaf as ``(n, k, ...)`` full blocks and the remaining tail."""
-  main = jax.tree.map(lambda a: a[: n * k].reshape((n, k) + a.shape[1:]), inputs)
-  tail = jax.tree.map(lambda a: a[n * k :], inputs)
-  return main, tail
-
-
-def _chunks(kernel, params, carry, inputs, T, *, K, reverse, unroll):
-  """Runs ``T`` steps as a scan over chunks of ``K`` steps and a shorter tail chunk."""
-  x, valid, cut = inputs
-  masked, truncated = valid is not None, cut is not None
-  n, r = divmod(T, K)
-  main, tail = _split(inputs, K, n)
-  chunk = _chunk_fn(kernel, reverse, masked, truncated)
-
-  def body(carry, inp):
-    return chunk(params, carry, *inp)
-
-  def run_main(carry):
-    if n == 0:
-      return carry, None
-    carry, ys = jax.lax.scan(body, carry, main, reverse=reverse, unroll=unroll)
-    return carry, ys.reshape((n * K,) + ys.shape[2:])
-
-  def run_tail(carry):
-    if r == 0:
-      return carry, None
-    return chunk(params, carry, *tail)
-
-  if reverse:
-    carry, ys_t = run_tail(carry)
-    carry, ys_m = run_main(carry)
-  else:
-    carry, ys_m = run_main(carry)
-    carry, ys_t = run_tail(carry)
-  return carry, _concat([ys_m, ys_t])
 
 
 def chunk_length(T: int, B: int, H: int) -> int:
@@ -515,40 +488,60 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
 
   ``valid: (T, B)`` bool or None marks the steps within each sequence's
   length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
-  its derivative cut (truncated BPTT).
+  its derivative cut (truncated BPTT). Evaluated without derivatives it is one
+  plain scan; its derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
   H = jax.tree.leaves(carry)[0].shape[-1]
   K = chunk_length(T, B, H) if chunk is None else min(chunk, T)
-  inputs = (xs, valid, cut)
-  if not remat:
-    return _chunks(kernel, params, carry, inputs, T, K=K, reverse=reverse, unroll=unroll)
-  L = max(K, segment_length(T, remat) // K * K)  # a whole number of chunks per segment
-  m = T // L
-  main, tail = _split(inputs, L, m)
 
-  @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable, prevent_cse=False)
-  def segment(params, carry, inp):
-    return _chunks(kernel, params, carry, inp, L, K=K, reverse=reverse, unroll=unroll)
+  @jax.custom_jvp
+  def run(p, carry, xs, valid, cut):
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, reverse=reverse, unroll=unroll)
+    return carry, ys
 
-  def run_main(carry):
-    if m == 0:
-      return carry, None
-    carry, ys = jax.lax.scan(lambda c, inp: segment(params, c, inp), carry, main, reverse=reverse)
-    return carry, ys.reshape((m * L,) + ys.shape[2:])
+  def run_jvp(primals, tangents):
+    p, carry0, xs, valid, cut = primals
+    dp, dcarry0, dxs = tangents[:3]
+    # Symbolic zeros stay symbolic (no products with zero tangents); the others go through the scans.
+    dp_leaves, dp_tree = jax.tree.flatten(dp, is_leaf=lambda t: isinstance(t, SymbolicZero))
+    live = [not _zero(t) for t in dp_leaves]
+    dxs = None if _zero(dxs) else dxs
 
-  def run_tail(carry):
-    if T == m * L:
-      return carry, None
-    return _chunks(kernel, params, carry, tail, T - m * L, K=K, reverse=reverse, unroll=unroll)
+    def pair(p, live_leaves, carry, dcarry, x, dx, v, c):
+      it = iter(live_leaves)
+      dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
+      return _pair(kernel, p, dp, carry, dcarry, x, dx, v, c, reverse=reverse)
 
-  if reverse:
-    carry, ys_t = run_tail(carry)
-    carry, ys_m = run_main(carry)
-  else:
-    carry, ys_m = run_main(carry)
-    carry, ys_t = run_tail(carry)
-  return carry, _concat([ys_m, ys_t])
+    pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
+    live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
+
+    def chunk(state, inp):
+      (carry, dcarry), (x, dx, v, c) = state, inp
+      (carry, ys), (dcarry, dys) = pair(p, live_leaves, carry, dcarry, x, dx, v, c)
+      return (carry, dcarry), (ys, dys)
+
+    def chunks(state, inp, steps):
+      return _over_chunks(chunk, state, inp, steps, K, reverse=reverse, unroll=unroll)
+
+    state = (carry0, _instantiate(dcarry0, carry0))
+    inputs = (xs, dxs, valid, cut)
+    if not remat:
+      state, (ys, dys) = chunks(state, inputs, T)
+    else:
+      # Segments of whole chunks whose forward pass is recomputed for the backward pass.
+      L = max(K, segment_length(T, remat) // K * K)
+
+      @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable, prevent_cse=False)
+      def segment(state, inp):
+        return chunks(state, inp, inp[0].shape[0])
+
+      state, (ys, dys) = _over_chunks(segment, state, inputs, T, L, reverse=reverse)
+    (carry, dcarry) = state
+    return (carry, ys), (dcarry, dys)
+
+  run.defjvp(run_jvp, symbolic_zeros=True)
+  return run(params, carry, xs, valid, cut)
 
 
 def fused_spec(cell: Any) -> Any:
