@@ -1,28 +1,31 @@
-"""The fast path of :func:`jaxrnn.unroll`: chunked whole-sequence kernels with a hand-written derivative.
+"""The fast path of :func:`jaxrnn.unroll`: whole-sequence kernels with a hand-written derivative.
 
 A cell made by one of jaxrnn's factories describes itself with a private
 attribute on its ``apply`` function (``_jaxrnn_fused = (kind, options)``);
-:func:`unroll` turns that description into a :class:`Kernel` and runs the
-sequence in chunks of ``K`` steps:
+:func:`unroll` turns that description into a :class:`Kernel`. Evaluated
+without derivatives, the sequence is one plain ``lax.scan`` of the kernel's
+step. Its derivative is a ``jax.custom_jvp`` rule (so forward mode, reverse
+mode, ``vmap`` and higher derivatives all work) that runs the sequence in
+chunks of ``K`` steps:
 
-* each chunk's input projection ``x W_x + b`` is one matrix product over its
-  ``K * B`` rows, and its steps are unrolled in Python, so no step reads a
-  dynamic slice of a large buffer;
-* the derivative of a chunk is a ``jax.custom_jvp`` rule, so forward mode,
-  reverse mode, ``vmap`` and higher derivatives all work. The tangent of the
-  chunk's weights enters as one matrix product over its ``K * B`` rows
-  (``x dW_x + h_{t-1} dW_h``); transposed for reverse mode, that is the
-  weight gradient ``dW = sum_t h_{t-1}^T dz_t`` as one product per chunk after
-  the chunk's backward steps, as cuDNN does, while the backward steps do only
-  the sequential part, one ``dz W_h^T`` product each;
+* the tangent of the weights enters a chunk as matrix products over its
+  ``K * B`` rows (``x dW_x + h_{t-1} dW_h``); transposed for reverse mode, that
+  is the weight gradient ``dW = sum_t h_{t-1}^T dz_t`` as one product per chunk
+  after the chunk's backward steps, as cuDNN does, while each backward step
+  does only the sequential part: one ``dz W_h^T`` product and a few elementwise
+  operations on factors precomputed for the whole chunk;
 * a ``jax.checkpoint`` policy keeps only the gate activations (and the LSTM's
-  cell state) of each step for the backward pass; everything else the
-  derivative needs is recomputed from them with cheap elementwise operations.
-  On XLA CPU a training step's temporary buffers come in one allocation that
-  is page-faulted afresh on every call once it is larger than glibc's 32 MiB
-  mmap threshold, so temporary memory costs time as well as space;
-* with ``remat`` only the carry at the start of each segment of steps is kept
-  and a segment's forward pass is recomputed when its gradient is needed.
+  cell state) of each step for the backward pass; the factors of the tangent
+  are recomputed from them, a chunk at a time, with elementwise operations.
+  On XLA CPU the temporary buffers of a training step come in one allocation
+  that is page-faulted afresh on every call once it is larger than glibc's
+  32 MiB mmap threshold, so temporary memory costs time as well as space;
+* the steps of a chunk are loop iterations, not unrolled Python: XLA CPU drops
+  optimization barriers and would otherwise fuse the elementwise chains that
+  run across steps (``c_t = f c_{t-1} + i g``), recomputing them once for every
+  later step that reads them;
+* with ``remat`` only the carry at the start of each segment of whole chunks is
+  kept, and a segment's forward pass is recomputed when its gradient is needed.
 
 Every option of :func:`jaxrnn.unroll` (``lengths``, ``reverse``, ``truncate``,
 any batch shape, ``vmap``) has the semantics of the reference ``lax.scan``
@@ -52,10 +55,10 @@ CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk
 
 
 class Kernel(NamedTuple):
-  """One cell's pieces for the chunked fast path, on ``(B, F)`` arrays.
+  """One cell's pieces for the fast path, on ``(B, F)`` arrays.
 
   Attributes:
-    project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection of many steps at once.
+    project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
     step: ``(params, carry, gx_t) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
       the derivative (every cell here outputs ``y = h``).
     knowns: ``(params, carry_in, saved) -> (h_prev, knowns)`` from the saved values of a chunk's
@@ -67,6 +70,7 @@ class Kernel(NamedTuple):
     tangent: ``(params, dparams, knowns_t, dcarry, lin_t) -> dcarry``, the sequential part of one
       step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
       (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
+    h_of: ``carry -> y``, the step's output as a function of its carry.
   """
 
   project: Callable[..., Array]
@@ -129,9 +133,9 @@ def _blk(a: Array | None, k: int, H: int) -> Array | None:
   return None if a is None else a[..., k * H : (k + 1) * H]
 
 
-def _dsig(dz: Array, s: Array) -> Array:
-  """``dz sigmoid'`` with ``s`` the sigmoid's output."""
-  return dz * (s - s * s)
+def _sigmoid(x: Array) -> Array:
+  """The logistic sigmoid as ``(1 + tanh(x / 2)) / 2``: one transcendental instead of an exp and a division."""
+  return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
 # ----------------------------------------------------------------------------
@@ -177,7 +181,7 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
   def step(p, h, gx):
     if reset_after:
       gh = h @ p.w_h
-      rz = jax.nn.sigmoid(gx[:, : 2 * H] + gh[:, : 2 * H])
+      rz = _sigmoid(gx[:, : 2 * H] + gh[:, : 2 * H])
       hn = gh[:, 2 * H :]
       if p.b_hn is not None:
         hn = hn + _row(p.b_hn)
@@ -185,7 +189,7 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       n = jnp.tanh(gx[:, 2 * H :] + r * hn)
       h = (1.0 - z) * n + z * h
       return h, h, (rz, n, hn, h)
-    rz = jax.nn.sigmoid(gx[:, : 2 * H] + h @ p.w_h[:, : 2 * H])
+    rz = _sigmoid(gx[:, : 2 * H] + h @ p.w_h[:, : 2 * H])
     r, z = rz[:, :H], rz[:, H:]
     n = jnp.tanh(gx[:, 2 * H :] + (r * h) @ p.w_h[:, 2 * H :])
     h = (1.0 - z) * n + z * h
@@ -242,7 +246,7 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
 
   def step(p, h, gx):
     gh = h @ p.w_h
-    f = jax.nn.sigmoid(gx[:, :H] + gh[:, :H])
+    f = _sigmoid(gx[:, :H] + gh[:, :H])
     hn = gh[:, H:]
     if reset_gate:
       if p.b_hn is not None:
@@ -305,20 +309,20 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     z = gx + h @ p.w_h
     w = p.w_peep
     if w is None:
-      s = jax.nn.sigmoid(z * scale(z.dtype, 2.0))
+      s = _sigmoid(z * scale(z.dtype, 2.0))
       i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
       c = (blk(s, F_) * c + i * (2.0 * sg - 1.0)) if forget_gate else (c + i * (2.0 * sg - 1.0))
     else:
-      i = jax.nn.sigmoid(blk(z, I_) + _row(w[0]) * c)
-      sg = jax.nn.sigmoid(2.0 * blk(z, G_))
+      i = _sigmoid(blk(z, I_) + _row(w[0]) * c)
+      sg = _sigmoid(2.0 * blk(z, G_))
       gates = [i]
       if forget_gate:
-        f = jax.nn.sigmoid(blk(z, F_) + _row(w[1]) * c)
+        f = _sigmoid(blk(z, F_) + _row(w[1]) * c)
         c = f * c + i * (2.0 * sg - 1.0)
         gates.append(f)
       else:
         c = c + i * (2.0 * sg - 1.0)
-      o = jax.nn.sigmoid(blk(z, O_) + _row(w[-1]) * c)
+      o = _sigmoid(blk(z, O_) + _row(w[-1]) * c)
       s = jnp.concatenate([*gates, sg, o], axis=-1)
     h = o * jnp.tanh(c)
     return cells_lib.LSTMCarry(h, c), h, (s, c)

@@ -101,14 +101,15 @@ def unroll(
       backward pass grows like ``T / k + k`` instead of ``T``. ``True`` uses
       segments of ``k = ceil(sqrt(T))`` steps; an int sets ``k``. Costs about
       one more forward pass; outputs and gradients are unchanged.
-    impl: ``"auto"`` (default) runs the fast path for the cells of jaxrnn's
-      factories (``elman``, ``gru``, ``mgu``, ``lstm``, ``lstm1997``): the input
-      projection of all steps as one matrix product and a hand-written backward
-      pass whose weight gradients are one matrix product over all steps; other
-      cells run the reference ``lax.scan`` of ``cell.apply``. ``"reference"``
-      forces the ``lax.scan`` path, ``"fused"`` the fast path (an error where it
-      does not apply). Both give the same outputs and gradients up to float
-      rounding.
+    impl: ``"auto"`` (default) runs the fast path for the cells made by
+      jaxrnn's factories ``elman``, ``gru``, ``mgu`` and ``lstm``: a plain scan
+      when not differentiated, and a hand-written derivative that saves only
+      the gate activations and computes the weight gradients as one matrix
+      product per chunk of steps (see ``BENCHMARKS.md``); other cells run the
+      reference ``lax.scan`` of ``cell.apply``. ``"reference"`` forces the
+      ``lax.scan`` path, ``"fused"`` the fast path (an error where it does not
+      apply). Both give the same outputs and derivatives (forward and reverse
+      mode, any order) up to float rounding.
 
   Returns:
     ``(final_carry, ys)`` with ``ys`` shaped like ``xs`` but with the cell's
