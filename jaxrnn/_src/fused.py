@@ -139,6 +139,11 @@ def _blk(a: Array | None, k: int, H: int) -> Array | None:
   return None if a is None else a[..., k * H : (k + 1) * H]
 
 
+def _block_sum(a: Array, n: int) -> Array:
+  """The sum of the ``n`` equal blocks of the last axis of ``a: (B, n H)``."""
+  return jnp.sum(a.reshape(a.shape[:-1] + (n, a.shape[-1] // n)), axis=-2)
+
+
 def _sigmoid(x: Array) -> Array:
   """The logistic sigmoid as ``(1 + tanh(x / 2)) / 2``: one transcendental instead of an exp and a division."""
   return 0.5 * jnp.tanh(0.5 * x) + 0.5
@@ -206,12 +211,15 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     rz, n, h = saved[0], saved[1], saved[-1]
     h_prev = _shift(h, h0)
     r, z = rz[..., :H], rz[..., H:]
-    kn = (rz - rz * rz, r, z, 1.0 - z, 1.0 - n * n, h_prev - n)
+    drz_f, dn_f = rz - rz * rz, 1.0 - n * n
     if reset_after:
-      kn += (saved[2],)  # hn
-    else:
-      kn += (h_prev,)
-    return h_prev, kn
+      # dh' = sum over the r, z, n blocks of v * q, with v = a + dgh * [1, 1, r] (see tangent).
+      dr_f, dz_f = drz_f[..., :H], drz_f[..., H:]
+      n_omz = dn_f * (1.0 - z)
+      q = jnp.concatenate([dr_f * saved[2] * n_omz, dz_f * (h_prev - n), n_omz], axis=-1)
+      rr = jnp.concatenate([jnp.ones_like(rz), r], axis=-1)
+      return h_prev, (q, rr, z)
+    return h_prev, (drz_f, r, z, 1.0 - z, dn_f, h_prev - n, h_prev)
 
   def lin(p, dp, x, dx, h_prev, kn):
     a = _project_tangent(p, dp, x, dx)
@@ -226,16 +234,17 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     return a, _mm(h_prev, dp.w_h[:, : 2 * H]), _mm(kn[1] * h_prev, dp.w_h[:, 2 * H :])
 
   def tangent(p, dp, kn, dh, lin_t):
-    drz_f, r, z, omz, dn_f, hpn, last = kn
     a = lin_t[0]
     if reset_after:
-      dgh = _add(lin_t[1], dh @ p.w_h)
-      drz = _add(_blk(a, 0, 2 * H), dgh[:, : 2 * H]) * drz_f
-      dn = _add(_blk(a, 2, H), drz[:, :H] * last, r * dgh[:, 2 * H :]) * dn_f
-    else:
-      drz = _add(_blk(a, 0, 2 * H), lin_t[1], dh @ p.w_h[:, : 2 * H]) * drz_f
-      drh = drz[:, :H] * last + r * dh
-      dn = _add(_blk(a, 2, H), lin_t[2], drh @ p.w_h[:, 2 * H :]) * dn_f
+      # Full-width operations and a sum over gate blocks, whose transpose is a broadcast (slices
+      # of tangents would transpose to pads and adds, several fusions per backward step).
+      q, rr, z = kn
+      v = _add(a, _add(lin_t[1], dh @ p.w_h) * rr)
+      return _block_sum(v * q, 3) + z * dh
+    drz_f, r, z, omz, dn_f, hpn, last = kn
+    drz = _add(_blk(a, 0, 2 * H), lin_t[1], dh @ p.w_h[:, : 2 * H]) * drz_f
+    drh = drz[:, :H] * last + r * dh
+    dn = _add(_blk(a, 2, H), lin_t[2], drh @ p.w_h[:, 2 * H :]) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
@@ -268,7 +277,15 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
   def knowns(p, h0, saved):
     f, n, hn, h = saved
     h_prev = _shift(h, h0)
-    return h_prev, (f - f * f, f, 1.0 - f, 1.0 - n * n, h_prev - n, hn)
+    df_f, n_omf = f - f * f, (1.0 - n * n) * (1.0 - f)
+    # dh' = sum over the f, n blocks of v * q + f dh, with v = a + dgh * [1, f] (or [1, 1]).
+    if reset_gate:
+      q = jnp.concatenate([df_f * (h_prev - n + hn * n_omf), n_omf], axis=-1)
+      ff = jnp.concatenate([jnp.ones_like(f), f], axis=-1)
+    else:
+      q = jnp.concatenate([df_f * (h_prev - n), n_omf], axis=-1)
+      ff = None
+    return h_prev, (q, ff, f)
 
   def lin(p, dp, x, dx, h_prev, kn):
     rl = _mm(h_prev, dp.w_h)
@@ -278,15 +295,10 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     return _project_tangent(p, dp, x, dx), rl
 
   def tangent(p, dp, kn, dh, lin_t):
-    df_f, f, omf, dn_f, hpn, hn = kn
-    a = lin_t[0]
+    q, ff, f = kn
     dgh = _add(lin_t[1], dh @ p.w_h)
-    df = _add(_blk(a, 0, H), dgh[:, :H]) * df_f
-    if reset_gate:
-      dn = _add(_blk(a, 1, H), df * hn, f * dgh[:, H:]) * dn_f
-    else:
-      dn = _add(_blk(a, 1, H), dgh[:, H:]) * dn_f
-    return df * hpn + dn * omf + f * dh
+    v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
+    return _block_sum(v * q, 2) + f * dh
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
 
