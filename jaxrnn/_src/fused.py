@@ -67,7 +67,7 @@ class Kernel(NamedTuple):
     lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns) -> lin``: the tangent terms that are
       matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
       ``(K, B, ...)``; tangents may be ``SymbolicZero``.
-    tangent: ``(params, dparams, knowns_t, dcarry, lin_t) -> dcarry``, the sequential part of one
+    tangent: ``(params, dparams, knowns_t, dcarry, lin_t, w_hT) -> dcarry``, the sequential part of one
       step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
       (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
     h_of: ``carry -> y``, the step's output as a function of its carry.
@@ -139,6 +139,13 @@ def _blk(a: Array | None, k: int, H: int) -> Array | None:
   return None if a is None else a[..., k * H : (k + 1) * H]
 
 
+def _rec(dh: Array, w_hT: Array) -> Array:
+  """``dh @ W_h`` in the tangent, from ``W_h^T``: its transpose (the backward step's ``ct @ W_h^T``) is
+  then a product with a plain row-major matrix, which XLA CPU runs 2-3x faster than one contracting
+  the rows of ``W_h``."""
+  return jax.lax.dot_general(dh, w_hT, (((dh.ndim - 1,), (1,)), ((), ())))
+
+
 def _block_sum(a: Array, n: int) -> Array:
   """The sum of the ``n`` equal blocks of the last axis of ``a: (B, n H)``."""
   return jnp.sum(a.reshape(a.shape[:-1] + (n, a.shape[-1] // n)), axis=-2)
@@ -173,8 +180,8 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def lin(p, dp, x, dx, h_prev, kn):
     return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
 
-  def tangent(p, dp, kn, dh, lin_t):
-    return _add(lin_t, dh @ p.w_h) * kn[0]
+  def tangent(p, dp, kn, dh, lin_t, wt):
+    return _add(lin_t, _rec(dh, wt)) * kn[0]
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
 
@@ -233,18 +240,18 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       return a, None, None
     return a, _mm(h_prev, dp.w_h[:, : 2 * H]), _mm(kn[1] * h_prev, dp.w_h[:, 2 * H :])
 
-  def tangent(p, dp, kn, dh, lin_t):
+  def tangent(p, dp, kn, dh, lin_t, wt):
     a = lin_t[0]
     if reset_after:
       # Full-width operations and a sum over gate blocks, whose transpose is a broadcast (slices
       # of tangents would transpose to pads and adds, several fusions per backward step).
       q, rr, z = kn
-      v = _add(a, _add(lin_t[1], dh @ p.w_h) * rr)
+      v = _add(a, _add(lin_t[1], _rec(dh, wt)) * rr)
       return _block_sum(v * q, 3) + z * dh
     drz_f, r, z, omz, dn_f, hpn, last = kn
-    drz = _add(_blk(a, 0, 2 * H), lin_t[1], dh @ p.w_h[:, : 2 * H]) * drz_f
+    drz = _add(_blk(a, 0, 2 * H), lin_t[1], _rec(dh, wt[: 2 * H])) * drz_f
     drh = drz[:, :H] * last + r * dh
-    dn = _add(_blk(a, 2, H), lin_t[2], drh @ p.w_h[:, 2 * H :]) * dn_f
+    dn = _add(_blk(a, 2, H), lin_t[2], _rec(drh, wt[2 * H :])) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
@@ -294,9 +301,9 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
       rl = _add(rl, jnp.broadcast_to(jnp.concatenate([jnp.zeros((H,), dp.b_hn.dtype), dp.b_hn]), shape))
     return _project_tangent(p, dp, x, dx), rl
 
-  def tangent(p, dp, kn, dh, lin_t):
+  def tangent(p, dp, kn, dh, lin_t, wt):
     q, ff, f = kn
-    dgh = _add(lin_t[1], dh @ p.w_h)
+    dgh = _add(lin_t[1], _rec(dh, wt))
     v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
     return _block_sum(v * q, 2) + f * dh
 
@@ -364,9 +371,9 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
   def lin(p, dp, x, dx, h_prev, kn):
     return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
 
-  def tangent(p, dp, kn, dcarry, lin_t):
+  def tangent(p, dp, kn, dcarry, lin_t, wt):
     dh, dc = dcarry
-    du = _add(lin_t, dh @ p.w_h)
+    du = _add(lin_t, _rec(dh, wt))
     w, dw = p.w_peep, dp.w_peep
     if w is None:
       d = du * kn["dact"]
@@ -432,7 +439,7 @@ def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
   return carry, ys, saved
 
 
-def _pair(kernel, p, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
+def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
   """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``."""
   carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
@@ -449,7 +456,7 @@ def _pair(kernel, p, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
     dc_in = dc
     if cut_t is not None:
       dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
-    new = kernel.tangent(p, dp, kn_t, dc_in, lin_t)
+    new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt)
     dy = kernel.h_of(new)
     if v is not None:  # padding steps pass the uncut carry through and output zeros
       new = _select(v[:, None], new, dc)
@@ -532,17 +539,18 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
     live = [not _zero(t) for t in dp_leaves]
     dxs = None if _zero(dxs) else dxs
 
-    def pair(p, live_leaves, carry, dcarry, x, dx, v, c):
+    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
-      return _pair(kernel, p, dp, carry, dcarry, x, dx, v, c, reverse=reverse)
+      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, reverse=reverse)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
     live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
+    wt = jnp.transpose(p.w_h)  # once per sequence, not per chunk
 
     def chunk(state, inp):
       (carry, dcarry), (x, dx, v, c) = state, inp
-      (carry, ys), (dcarry, dys) = pair(p, live_leaves, carry, dcarry, x, dx, v, c)
+      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c)
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
