@@ -87,3 +87,23 @@ def torch_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
       module(x)
 
   return train, infer
+
+
+def scan_product_call(cell: str, B: int, T: int, H: int) -> Call:
+  """A ``lax.scan`` of ``T`` steps doing only the recurrent product ``h W_h`` (``W_h: (H, G H)``).
+
+  ``h_t = tanh((h_{t-1} W_h)[:, :H])``: the sequential matrix products that any scan-based forward pass
+  must run one step at a time, with the least elementwise work that keeps each step dependent on the
+  last. Its time is the floor of a forward pass built from XLA's per-step products on this machine.
+  """
+  w = jax.random.normal(jax.random.key(0), (H, GATES[cell] * H), jnp.float32) / np.sqrt(H)
+  h0 = jax.random.normal(jax.random.key(1), (B, H), jnp.float32)
+
+  @jax.jit
+  def run(w, h0):
+    def step(h, _):
+      return jnp.tanh((h @ w)[:, :H]), None
+
+    return jax.lax.scan(step, h0, None, length=T)[0]
+
+  return lambda: run(w, h0).block_until_ready()

@@ -29,7 +29,7 @@ from benchmarks import long as long_lib
 from benchmarks import models, sweep, timing
 
 DEFAULT_SHAPES = "64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512"
-SECTIONS = ("rnn", "sweep", "long")
+SECTIONS = ("rnn", "scan", "sweep", "long")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--cells", default=",".join(models.CELLS), help="comma-separated subset of lstm,gru,elman")
   p.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma-separated BxTxIxH shapes")
   p.add_argument("--modes", default="train,infer", help="train, infer or both")
-  p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of rnn,sweep,long")
+  p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of rnn,scan,sweep,long")
   p.add_argument("--peers", default="torch,flax", help="peers to time: torch, flax, both or none")
   p.add_argument("--no-reference", action="store_true", help="skip jaxrnn's reference path (impl='reference')")
   p.add_argument("--quick", action="store_true", help="fewer repeats and smaller sweep/long runs")
@@ -115,6 +115,32 @@ def rnn_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
   return text + "\n" + note, md + "\n\n" + note
 
 
+def scan_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
+  """The in-scan product floor: a scan doing only the recurrent products, beside the fastest forward pass."""
+  header = ["cell", "B,T,I,H", "floor", "scan h W_h", "jaxrnn infer", "torch infer", "GFLOP/s in scan"]
+  rows = []
+  for cell in args.cells:
+    for B, T, I, H in args.shapes:
+      xs = models.make_inputs(B, T, I)
+      calls = {"scan": models.scan_product_call(cell, B, T, H), "jaxrnn": models.jaxrnn_calls(cell, xs, H)[1]}
+      if "torch" in args.peers:
+        calls["torch"] = models.torch_calls(cell, xs, H)[1]
+      secs = timing.measure(calls, rounds=args.rounds, block_s=args.block_s)
+      floor = models.forward_flops(cell, B, T, I, H) / rate
+      recurrent_flops = 2.0 * T * B * H * models.GATES[cell] * H
+      row = [cell, f"{B},{T},{I},{H}", ms(floor), ms(secs["scan"]), ms(secs["jaxrnn"]), ms(secs.get("torch"))]
+      row += [f"{recurrent_flops / secs['scan'] / 1e9:.0f}"]
+      rows.append(row)
+      print("  ".join(row), file=sys.stderr, flush=True)
+  text, md = table(header, rows)
+  note = (
+    "Times in ms (medians). floor: the forward pass's matrix-product FLOPs at the large-product rate; "
+    "scan h W_h: a lax.scan doing only the recurrent products (models.scan_product_call), the least any "
+    "scan-based forward pass runs step by step; GFLOP/s in scan: the rate of those small products."
+  )
+  return text + "\n" + note, md + "\n\n" + note
+
+
 def sweep_section(args: argparse.Namespace) -> tuple[str, str]:
   trials, T = 128, 100
   sequences = 20 if args.quick else 100
@@ -175,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
   for section in args.sections:
     if section == "rnn":
       text, md = rnn_section(args, rate)
+    elif section == "scan":
+      text, md = scan_section(args, rate)
     elif section == "sweep":
       text, md = sweep_section(args)
     elif section == "long":
