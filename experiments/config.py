@@ -83,6 +83,10 @@ class ModelConfig:
   output_sees_input: bool = False  # direct connections from the inputs to the output units (Exp 2a/2b)
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
+  # Initial gate biases of the modern cell, e.g. {f = 3.0} (lstm, mgu) or {z = 3.0} (gru): the cell's
+  # gate_bias (a larger forget/update-gate bias keeps memory longer at the start, Gers et al. 2000,
+  # Tallec & Ollivier 2018). Unset: the cell's defaults (lstm and mgu forget bias 1, gru 0).
+  gate_bias: dict[str, float] | None = None
 
 
 PAPER_ONLY = (
@@ -97,7 +101,8 @@ PAPER_ONLY = (
   "cell_output_squash",
   "truncated_gradient",
 )
-MODERN_ONLY = ("hidden_size",)
+MODERN_ONLY = ("hidden_size", "gate_bias")
+GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "mgu": ("f", "n"), "elman": ()}
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,15 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
         raise err(f"model.{key}", "is only for mode = 'paper'")
     if m.hidden_size < 1:
       raise err("model.hidden_size", f"must be >= 1, got {m.hidden_size}")
+    if m.gate_bias is not None:
+      gates = GATES[m.cell]
+      if not gates:
+        raise err("model.gate_bias", f"is given but cell {m.cell!r} has no gates")
+      for gate, value in m.gate_bias.items():
+        if gate not in gates:
+          raise err(f"model.gate_bias.{gate}", f"unknown gate of cell {m.cell!r} (known: {', '.join(gates)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+          raise err(f"model.gate_bias.{gate}", f"must be a finite number, got {type(value).__name__} {value!r}")
 
   t = cfg.train
   if not t.lrs:

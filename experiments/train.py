@@ -161,7 +161,8 @@ def build_model(cfg: Config, task: Task) -> Model:
     uniform = jaxrnn.initializers.uniform(m.init_scale)
     readout = jaxrnn.dense(task.output_size, bias=m.output_bias, kernel_init=uniform, bias_init=uniform)
   else:
-    cell = _MODERN_CELLS[m.cell](m.hidden_size)
+    kwargs = {} if m.gate_bias is None else {"gate_bias": {k: float(v) for k, v in m.gate_bias.items()}}
+    cell = _MODERN_CELLS[m.cell](m.hidden_size, **kwargs)
     hidden = m.hidden_size
     readout = jaxrnn.dense(task.output_size, bias=m.output_bias)
   if task.output_activation not in _ACTIVATIONS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import jax
@@ -146,3 +147,48 @@ def test_cli_reports_a_bad_config_with_status_2(tmp_path: Path, capsys):
   assert str(path) in err and "train.trials" in err
   assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
   assert "no such config file" in capsys.readouterr().err
+
+
+MODERN = """
+[task]
+name = "adding"
+[model]
+mode = "modern"
+cell = "lstm"
+hidden_size = 4
+[train]
+lr = 0.01
+optimizer = "adam"
+batch_size = 2
+"""
+
+
+@pytest.mark.parametrize(
+  "override, key, message",
+  [
+    ("model.gate_bias.q=1.0", "model.gate_bias.q", "unknown gate of cell 'lstm' (known: i, f, g, o)"),
+    ('model.gate_bias.f="big"', "model.gate_bias.f", "must be a finite number"),
+    ("model.gate_bias=3.0", "model.gate_bias", "must be a table"),
+    ("model.cell='elman'", "model.gate_bias", "has no gates"),
+  ],
+)
+def test_bad_gate_bias_names_the_gate_and_the_cell(tmp_path: Path, override, key, message):
+  path = _write(tmp_path, MODERN.replace("hidden_size = 4", "hidden_size = 4\ngate_bias = {f = 3.0}"))
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path, [override])
+  text = str(info.value)
+  assert str(path) in text and f": {key}:" in text and message in text, text
+
+
+@pytest.mark.parametrize("cell, gates, gate, block", [("lstm", 4, "f", 1), ("gru", 3, "z", 1), ("mgu", 2, "f", 0)])
+def test_gate_bias_sets_the_modern_cells_initial_bias(tmp_path: Path, cell, gates, gate, block):
+  path = _write(tmp_path, MODERN)
+  cfg = config.load(path, [f"model.cell='{cell}'", f"model.gate_bias.{gate}=2.5"])
+  assert cfg.model.gate_bias == {gate: 2.5}
+  assert config.from_dict(tomllib.loads(config.dumps(cfg))).model.gate_bias == {gate: 2.5}  # round trip
+  task = runner.make_task(cfg)
+  b = train.build_model(cfg, task).init(jax.random.key(0)).cell.b
+  assert b.shape == (gates * 4,)
+  assert (b[block * 4 : (block + 1) * 4] == 2.5).all()
+  others = [b[k * 4 : (k + 1) * 4] for k in range(gates) if k != block]
+  assert all((o != 2.5).all() for o in others)
