@@ -98,3 +98,35 @@ def test_report(tmp_path: Path):
   assert "| default |" in text and "chance: 25% correct" in text
   assert (tmp_path / "figures" / "default.png").stat().st_size > 0
   assert cli.main(["report", str(tmp_path / "nothing"), "--out", str(results)]) == 2
+
+
+def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: Path, capsys):
+  import re
+
+  import jax
+  import numpy as np
+
+  from experiments import adding_failures, checkpoint, runner, train
+
+  path = Path(__file__).resolve().parent.parent / "configs" / "exp4_adding_t100.toml"
+  out = tmp_path / "run"
+  argv = ["run", str(path), "--out", str(out), "--no-progress", "--set", "task.params.T=30"]
+  for option in shrink(path):
+    argv += ["--set", option]
+  assert cli.main(argv) == 0
+  capsys.readouterr()
+  adding_failures.main([str(out), "--sequences", "64", "--trials", "1", "--seed", "5"])
+  printed = capsys.readouterr().out
+  pattern = r"trial 0: (\d+) wrong.*target < 0.1: (\d+)/(\d+), middle: (\d+)/(\d+), target > 0.9: (\d+)/(\d+)"
+  m = re.search(pattern, printed)
+  assert m, printed
+  total, *bins = (int(g) for g in m.groups())
+  assert total == bins[0] + bins[2] + bins[4] and bins[1] + bins[3] + bins[5] == 64
+  # The same count from the task's own `correct` on the trained params.
+  cfg = config.load(out / "config.toml")
+  task = runner.make_task(cfg)
+  exp = train.build(cfg, task)
+  state, _ = checkpoint.load(out / "checkpoint.npz", exp.init_state())
+  ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(5), 64))
+  outputs, _ = jax.vmap(train.build_model(cfg, task).apply, in_axes=(None, 0))(train.trial_params(state, 0), ex.xs)
+  assert total == int(np.sum(~np.asarray(jax.vmap(task.correct)(outputs, ex))))

@@ -1,0 +1,65 @@
+"""Where the trained adding / multiplication nets of a finished run go wrong.
+
+Usage::
+
+  python -m experiments.adding_failures results/exp4_adding_t100 [--sequences 20000] [--trials 3]
+
+Loads the run's ``config.toml`` and ``checkpoint.npz`` (written by ``python -m experiments run``), draws
+fresh sequences, and prints for each trial how many are wrong (absolute error >= 0.04 at the last step),
+split by target range and by whether a marker falls on pair 0, with a few of the wrong sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import checkpoint, config, runner, train
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("run_dir", type=Path)
+  p.add_argument("--sequences", type=int, default=20000)
+  p.add_argument("--trials", type=int, default=3)
+  p.add_argument("--seed", type=int, default=123)
+  args = p.parse_args(argv)
+  cfg = config.load(args.run_dir / "config.toml")
+  task = runner.make_task(cfg)
+  if task.name not in ("adding", "multiplication"):
+    raise SystemExit(f"{args.run_dir} ran task {task.name!r}; this script reads 'adding' or 'multiplication' runs")
+  exp = train.build(cfg, task)
+  state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", exp.init_state())
+  model = train.build_model(cfg, task)
+  ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(args.seed), args.sequences))
+  rows = jnp.arange(args.sequences)
+  last = ex.length - 1
+  target = np.asarray(ex.targets[rows, last, 0])
+  markers = np.asarray(ex.xs[..., 1])
+  first_marked = markers[:, 0] == 1.0
+  apply = jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))
+  edges = [0.1, 0.9]
+  print(f"{args.sequences} fresh sequences; wrong = absolute error >= 0.04 at the last step")
+  for i in range(min(args.trials, int(state.trials.lr.shape[0]))):
+    out, _ = apply(train.trial_params(state, i), ex.xs)
+    y = np.asarray(out[rows, last, 0])
+    wrong = np.abs(y - target) >= 0.04
+    bins = np.digitize(target, edges)
+    by_bin = ", ".join(
+      f"{name}: {int(wrong[bins == b].sum())}/{int((bins == b).sum())}"
+      for b, name in enumerate([f"target < {edges[0]}", "middle", f"target > {edges[1]}"])
+    )
+    print(f"trial {i}: {int(wrong.sum())} wrong, MSE {np.mean((y - target) ** 2):.2e}; {by_bin}; ", end="")
+    print(f"pair 0 marked: {int(wrong[first_marked].sum())}/{int(first_marked.sum())}")
+    for k in np.flatnonzero(wrong)[:5]:
+      pos = np.flatnonzero(markers[k] == 1.0)
+      vals = np.asarray(ex.xs[k, pos, 0]).round(3)
+      print(f"  marked pairs {pos.tolist()} values {vals.tolist()} target {target[k]:.3f} output {y[k]:.3f}")
+
+
+if __name__ == "__main__":
+  main()
