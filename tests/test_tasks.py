@@ -132,7 +132,8 @@ def test_task_names_all_constructible_with_defaults():
 
 def test_defaults_are_the_papers_main_rows():
   assert task_params("reber") == {"data_seed": 0, "n_train": 256, "n_test": 256, "legal_targets": 0}
-  assert task_params("lag2a") == task_params("lag2b") == {"p": 100}
+  assert task_params("lag2a") == {"p": 100}
+  assert task_params("lag2b") == {"p": 100, "last_only": 0}
   assert task_params("lag2c") == {"p": 100, "q": 100, "max_extra": 100}
   for name in ("noise3a", "noise3b", "noise3c"):
     assert task_params(name) == {"T": 100, "N": 3}
@@ -189,6 +190,7 @@ def test_unknown_task_name():
     ("noise3a", {"N": 2}, r"task 'noise3a': parameter 'N' must be one of 1, 3, got 2"),
     ("noise3b", {"T": 3, "N": 3}, r"task 'noise3b': parameter 'T' must be larger than N"),
     ("lag2a", {"p": 1}, r"task 'lag2a': parameter 'p' must be an integer >= 2"),
+    ("lag2b", {"last_only": 2}, r"task 'lag2b': parameter 'last_only' must be one of 0, 1, got 2"),
     ("lag2c", {"max_extra": -1}, r"task 'lag2c': parameter 'max_extra' must be an integer >= 0"),
     ("lag2c", {"p": 0}, r"task 'lag2c': parameter 'p'"),
     ("order6b", {"length_min": 70}, r"task 'order6b': parameter 'length_min' must be an integer >= 77"),
@@ -461,6 +463,11 @@ def test_lag2b_random_middle_scored_at_the_end():
   wrong_last[:, -1] = 1.0 - wrong_last[:, -1]
   c, e = score("lag2b", wrong_last, batch)
   assert not c.any() and np.all(e == 1.0)
+  # last_only=1: the same sequences, trained on the last step only.
+  last = draw("lag2b", p=p, last_only=1)
+  np.testing.assert_array_equal(last.xs, batch.xs)
+  np.testing.assert_array_equal(last.targets[:, -1], batch.targets[:, -1])
+  assert not last.scored[:, :-1].any() and last.scored[:, -1].all()
 
 
 def test_lag2c_structure_and_geometric_tail():

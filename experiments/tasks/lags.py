@@ -48,7 +48,7 @@ from experiments.tasks.base import Example, Task
 P_END = 0.1  # 2c: the probability that the next tail symbol is `e`
 
 
-def _lag_ab(name: str, p: int, random_middle: bool) -> Task:
+def _lag_ab(name: str, p: int, random_middle: bool, last_only: bool = False) -> Task:
   K = p + 1
   X, Y = p - 1, p
 
@@ -62,7 +62,8 @@ def _lag_ab(name: str, p: int, random_middle: bool) -> Task:
     symbols = jnp.concatenate([first[None], middle, first[None]])  # (p + 1,)
     xs = _common.one_hot(symbols[:-1], K)
     targets = _common.one_hot(symbols[1:], K)
-    return _common.make_example(xs, targets, jnp.ones((p,), bool), jnp.int32(p))
+    scored = (jnp.arange(p) == p - 1) if last_only else jnp.ones((p,), bool)
+    return _common.make_example(xs, targets, scored, jnp.int32(p))
 
   if random_middle:
 
@@ -108,17 +109,20 @@ def make_lag2a(*, p: int = 100) -> Task:
   return _lag_ab("lag2a", p, random_middle=False)
 
 
-def make_lag2b(*, p: int = 100) -> Task:
+def make_lag2b(*, p: int = 100, last_only: int = 0) -> Task:
   """Exp 2b: as 2a with the ``p - 1`` middle symbols drawn i.i.d.; success read at the last step.
 
   Args:
     p: the number of symbols after the first (the paper: 100).
+    last_only: 1 trains on the last step only (the one predictable symbol, where success is read); 0
+      trains on every step's next symbol, as 2a (the random middle symbols' targets are then noise).
 
   Returns:
     The :class:`Task`: ``p + 1`` inputs and outputs, ``T = p``.
   """
   p = _common.check_int("lag2b", "p", p, minimum=2)
-  return _lag_ab("lag2b", p, random_middle=True)
+  last_only = _common.check_int("lag2b", "last_only", last_only, choices=(0, 1))
+  return _lag_ab("lag2b", p, random_middle=True, last_only=bool(last_only))
 
 
 def make_lag2c(*, p: int = 100, q: int = 100, max_extra: int = 100) -> Task:
