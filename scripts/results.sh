@@ -23,14 +23,14 @@ run exp5_multiplication_nseq13 --set train.trials=5
 run exp3c_t100_n3
 run exp3c_t100_n1 --set train.trials=5 --set train.max_sequences=300000
 run exp2c_q50_p50
-run exp2c_q100_p100 --set train.trials=10 --set train.max_sequences=80000
+run exp2c_q100_p100
 run exp1_reber_3x2_lr0p5 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_4x1_lr0p5 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_3x2_lr0p2 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=200000
-FORCE=${FORCE_2A:-} run exp2a --set train.trials=5 --set train.max_sequences=20000
-run exp2b --set train.trials=5 --set train.max_sequences=20000
+run exp2a
+run exp2b
 for c in lstm gru mgu elman; do
   run modern_${c}_adding_t100 --set train.trials=2 --set train.max_sequences=400000
   run modern_${c}_order6a --set train.trials=2 --set train.max_sequences=400000
