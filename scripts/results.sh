@@ -12,10 +12,10 @@ run() {  # run CONFIG [--set k=v ...]
   $PY -m experiments run "configs/$name.toml" --no-progress --out "results/$name" "$@" || echo "FAILED $name"
 }
 run exp6a
-run exp3a_t100_n3 --set train.max_sequences=150000
-run exp3a_t100_n1 --set train.max_sequences=150000
-run exp3b_t100_n3 --set train.max_sequences=150000
-run exp3b_t100_n1 --set train.max_sequences=150000
+run exp3a_t100_n3
+run exp3a_t100_n1
+run exp3b_t100_n3
+run exp3b_t100_n1
 run exp4_adding_t100
 run exp6b --set train.trials=5
 run exp5_multiplication_nseq140 --set train.trials=5
@@ -31,9 +31,11 @@ run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=200000
 run exp2a
 run exp2b
-for c in lstm gru mgu elman; do
-  run modern_${c}_adding_t100 --set train.trials=2 --set train.max_sequences=400000
-  run modern_${c}_order6a --set train.trials=2 --set train.max_sequences=400000
+run modern_lstm_adding_t100 --set train.trials=2 --set train.max_sequences=400000
+run modern_lstm_order6a --set train.trials=2 --set train.max_sequences=400000
+for row in modern_gru_adding_t100 modern_gru_order6a modern_mgu_adding_t100 modern_mgu_order6a \
+  modern_elman_adding_t100 modern_elman_order6a; do
+  run $row
 done
 run exp2c_q200_p200 --set train.trials=4 --set train.max_sequences=60000
 run exp4_adding_t500 --set train.trials=3 --set train.max_sequences=100000
