@@ -440,7 +440,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
-  """Returns a copy of ``raw`` with each ``key=value`` of ``overrides`` set, each checked as it comes."""
+  """Returns a copy of ``raw`` with every ``key=value`` of ``overrides`` set, then checked together.
+
+  The check runs once all are set, so keys that must agree can change together (``model.blocks`` and the
+  per-block ``model.input_gate_bias``); an error names every ``--set`` given.
+  """
   import copy
 
   raw = copy.deepcopy(raw)
@@ -453,7 +457,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], *, source: str) -
         raise ConfigError(f"{source} (--set {text}): {'.'.join(parts[: i + 1])}: is not a table")
       node = child
     node[parts[-1]] = value
-    from_dict(raw, source=f"{source} (--set {text})")
+  from_dict(raw, source=f"{source} ({' '.join(f'--set {t}' for t in overrides)})")
   return raw
 
 

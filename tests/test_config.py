@@ -135,6 +135,17 @@ def test_bad_set_names_the_key_the_option_and_the_file(tmp_path: Path, override,
   assert str(path) in text and f"--set {override}" in text and key in text and message in text, text
 
 
+def test_set_overrides_that_must_agree_change_together(tmp_path: Path):
+  # Checked after all are set: more blocks and their per-block gate biases in one command.
+  path = _write(tmp_path, BASE)
+  sets = ["model.blocks=3", "model.input_gate_bias=[-1.0, -2.0, -3.0]"]
+  assert config.load(path, sets).model.input_gate_bias == [-1.0, -2.0, -3.0]
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path, sets[:1])
+  text = str(info.value)
+  assert "--set model.blocks=3" in text and "model.input_gate_bias" in text and "one value per block" in text, text
+
+
 def test_malformed_set(tmp_path: Path):
   with pytest.raises(config.ConfigError, match="expected key=value"):
     config.load(_write(tmp_path, BASE), ["train.lr"])
