@@ -34,6 +34,7 @@ OPTIMIZERS = ("sgd", "adam")
 BIAS_CHOICES = ("all", "gates", "none")
 CELL_INPUT_SQUASHES = ("paper", "logistic")
 CELL_OUTPUT_SQUASHES = ("paper", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 # Rule name -> {param: default}; a default of None marks a required param.
 STOP_RULES: dict[str, dict[str, Any]] = {
   # ST3(b): mean training error over the last `window` sequences < `error`, and those sequences all correct.
@@ -81,6 +82,9 @@ class ModelConfig:
   # Both modes.
   output_bias: bool = True  # whether the output units have biases (paper weight counts depend on it)
   output_sees_input: bool = False  # direct connections from the inputs to the output units (Exp 2a/2b)
+  # The output units' activation for squared-error tasks: unset = the task's own (the paper's logistic
+  # sigmoid on every 1997 task); "sigmoid" or "linear" override it (an ablation, not the paper's net).
+  output_activation: str | None = None
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
   # Initial gate biases of the modern cell, e.g. {f = 3.0} (lstm, mgu) or {z = 3.0} (gru): the cell's
@@ -324,6 +328,9 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
           raise err(f"model.gate_bias.{gate}", f"unknown gate of cell {m.cell!r} (known: {', '.join(gates)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
           raise err(f"model.gate_bias.{gate}", f"must be a finite number, got {type(value).__name__} {value!r}")
+
+  if m.output_activation is not None and m.output_activation not in OUTPUT_ACTIVATIONS:
+    raise err("model.output_activation", f"must be one of {OUTPUT_ACTIVATIONS}, got {m.output_activation!r}")
 
   t = cfg.train
   if not t.lrs:

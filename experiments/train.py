@@ -165,11 +165,17 @@ def build_model(cfg: Config, task: Task) -> Model:
     cell = _MODERN_CELLS[m.cell](m.hidden_size, **kwargs)
     hidden = m.hidden_size
     readout = jaxrnn.dense(task.output_size, bias=m.output_bias)
-  if task.output_activation not in _ACTIVATIONS:
-    raise ValueError(
-      f"task {task.name!r} has output_activation {task.output_activation!r}; known: {tuple(_ACTIVATIONS)}"
-    )
-  activation = _ACTIVATIONS[task.output_activation]
+  name = task.output_activation
+  if m.output_activation is not None:
+    if task.loss != "mse":
+      raise ValueError(
+        f"model.output_activation = {m.output_activation!r} is for squared-error tasks; task {task.name!r} "
+        f"has loss {task.loss!r} (its outputs are {task.output_activation!r})"
+      )
+    name = m.output_activation
+  if name not in _ACTIVATIONS:
+    raise ValueError(f"task {task.name!r} has output_activation {name!r}; known: {tuple(_ACTIVATIONS)}")
+  activation = _ACTIVATIONS[name]
 
   def init_fn(key: Array) -> ModelParams:
     k_cell, k_out = jax.random.split(key)

@@ -70,6 +70,24 @@ def paper_cfg(**train_overrides: object) -> config.Config:
   return config.from_dict(raw, source="<test>", name="test")
 
 
+def test_output_activation_override_is_the_readout_without_its_sigmoid():
+  task = stand_in_task(6)
+  xs = jax.random.normal(jax.random.key(1), (6, 1), jnp.float32)
+  raw = config.to_dict(paper_cfg())
+  default = train.build_model(paper_cfg(), task)
+  raw["model"]["output_activation"] = "linear"
+  linear = train.build_model(config.from_dict(raw, source="<test>"), task)
+  params = default.init(jax.random.key(0))  # same layout for both models
+  out_sigmoid, z_sigmoid = default.apply(params, xs)
+  out_linear, z_linear = linear.apply(params, xs)
+  np.testing.assert_allclose(z_linear, z_sigmoid, rtol=1e-6)  # the same net input
+  np.testing.assert_allclose(out_linear, z_linear, rtol=1e-6)  # linear: outputs are the net input
+  np.testing.assert_allclose(out_sigmoid, 1.0 / (1.0 + np.exp(-np.asarray(z_sigmoid))), rtol=1e-5)
+  assert np.max(np.abs(np.asarray(out_linear) - np.asarray(out_sigmoid))) > 0.1
+  with pytest.raises(ValueError, match="squared-error tasks"):
+    train.build_model(config.from_dict(raw, source="<test>"), task._replace(loss="xent"))
+
+
 # ----------------------------------------------------------------------------
 # Online truncated-gradient SGD equals the paper's algorithm computed by hand.
 
