@@ -6,7 +6,8 @@ Usage::
 
 Loads the run's ``config.toml`` and ``checkpoint.npz`` (written by ``python -m experiments run``), draws
 fresh sequences, and prints for each trial how many are wrong (absolute error >= 0.04 at the last step),
-split by target range and by whether a marker falls on pair 0, with a few of the wrong sequences.
+split by target range and by whether a marker falls on pair 0, then per target range the mean output, the
+range of the output unit's net input and the largest cell output, and a few of the wrong sequences.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxrnn
 from experiments import checkpoint, config, runner, train
 
 
@@ -42,11 +44,19 @@ def main(argv: list[str] | None = None) -> None:
   markers = np.asarray(ex.xs[..., 1])
   first_marked = markers[:, 0] == 1.0
   apply = jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))
+
+  @jax.jit
+  def cell_outputs(params: train.ModelParams, xs: jax.Array) -> jax.Array:
+    return jax.vmap(lambda x: jaxrnn.unroll(model.cell, params.cell, x)[1])(xs)
+
   edges = [0.1, 0.9]
   print(f"{args.sequences} fresh sequences; wrong = absolute error >= 0.04 at the last step")
   for i in range(min(args.trials, int(state.trials.lr.shape[0]))):
-    out, _ = apply(train.trial_params(state, i), ex.xs)
+    params = train.trial_params(state, i)
+    out, z = apply(params, ex.xs)
     y = np.asarray(out[rows, last, 0])
+    net = np.asarray(z[rows, last, 0])
+    cells = np.asarray(cell_outputs(params, ex.xs)[rows, last])
     wrong = np.abs(y - target) >= 0.04
     bins = np.digitize(target, edges)
     by_bin = ", ".join(
@@ -55,6 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"trial {i}: {int(wrong.sum())} wrong, MSE {np.mean((y - target) ** 2):.2e}; {by_bin}; ", end="")
     print(f"pair 0 marked: {int(wrong[first_marked].sum())}/{int(first_marked.sum())}")
+    # Why the ends go wrong: how far the output unit's net input and the cells' outputs reach there.
+    for b, name in enumerate([f"target < {edges[0]}", "middle", f"target > {edges[1]}"]):
+      m = bins == b
+      if m.any():
+        print(
+          f"  {name}: mean target {target[m].mean():.3f}, mean output {y[m].mean():.3f}, "
+          f"output net input {net[m].min():.2f} to {net[m].max():.2f}, "
+          f"largest |cell output| {np.abs(cells[m]).max():.2f}"
+        )
     for k in np.flatnonzero(wrong)[:5]:
       pos = np.flatnonzero(markers[k] == 1.0)
       vals = np.asarray(ex.xs[k, pos, 0]).round(3)
