@@ -98,6 +98,7 @@ def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path
   if notes is not None:
     text += ["", notes.read_text().rstrip()]
   for name, items in sorted(groups.items()):
+    items.sort(key=lambda item: item[1]["config"].startswith("ablation_"))  # the paper's rows first, ablations after
     text += ["", f"## {name}", ""]
     text += [
       "| config | row | model | weights | lr | trials | success ours / paper | sequences ours / paper "
