@@ -31,7 +31,7 @@ run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=200000
 run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=200000
 run exp2a
 run exp2b
-run modern_lstm_adding_t100 --set train.trials=2 --set train.max_sequences=400000
+run modern_lstm_adding_t100
 run modern_lstm_order6a
 for row in modern_gru_adding_t100 modern_gru_order6a modern_mgu_adding_t100 modern_mgu_order6a \
   modern_elman_adding_t100 modern_elman_order6a; do
