@@ -21,7 +21,7 @@ run exp6b --set train.trials=5
 run exp5_multiplication_nseq140 --set train.trials=5
 run exp5_multiplication_nseq13 --set train.trials=5
 run exp3c_t100_n3
-run exp3c_t100_n1 --set train.trials=5 --set train.max_sequences=300000
+run exp3c_t100_n1
 run exp2c_q50_p50
 run exp2c_q100_p100
 run exp1_reber_3x2_lr0p5 --set train.trials=10 --set train.max_sequences=200000
