@@ -128,5 +128,17 @@ def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: 
   exp = train.build(cfg, task)
   state, _ = checkpoint.load(out / "checkpoint.npz", exp.init_state())
   ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(5), 64))
-  outputs, _ = jax.vmap(train.build_model(cfg, task).apply, in_axes=(None, 0))(train.trial_params(state, 0), ex.xs)
+  outputs, logits = jax.vmap(train.build_model(cfg, task).apply, in_axes=(None, 0))(train.trial_params(state, 0), ex.xs)
   assert total == int(np.sum(~np.asarray(jax.vmap(task.correct)(outputs, ex))))
+  # The middle range's mean output and net-input range, recomputed from the outputs and logits.
+  last = np.asarray(ex.length) - 1
+  rows = np.arange(64)
+  target = np.asarray(ex.targets)[rows, last, 0]
+  middle = (target >= 0.1) & (target < 0.9)
+  y, z = np.asarray(outputs)[rows, last, 0][middle], np.asarray(logits)[rows, last, 0][middle]
+  line = re.search(r"  middle: mean target [\d.]+, mean output ([\d.]+), output net input (\S+) to (\S+),", printed)
+  assert line, printed
+  assert float(line.group(1)) == pytest.approx(y.mean(), abs=1e-3)
+  assert float(line.group(2)) == pytest.approx(z.min(), abs=1e-2) and float(line.group(3)) == pytest.approx(
+    z.max(), abs=1e-2
+  )
