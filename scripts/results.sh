@@ -18,17 +18,17 @@ run exp3b_t100_n3
 run exp3b_t100_n1
 run exp4_adding_t100
 run exp6b --set train.trials=5
-run exp5_multiplication_nseq140 --set train.trials=5
+run exp5_multiplication_nseq140
 run exp5_multiplication_nseq13 --set train.trials=5
 run exp3c_t100_n3
 run exp3c_t100_n1
 run exp2c_q50_p50
 run exp2c_q100_p100
-run exp1_reber_3x2_lr0p5 --set train.trials=10 --set train.max_sequences=200000
-run exp1_reber_4x1_lr0p5 --set train.trials=10 --set train.max_sequences=200000
-run exp1_reber_3x2_lr0p2 --set train.trials=10 --set train.max_sequences=200000
-run exp1_reber_3x2_lr0p1 --set train.trials=10 --set train.max_sequences=200000
-run exp1_reber_4x1_lr0p1 --set train.trials=10 --set train.max_sequences=200000
+run exp1_reber_3x2_lr0p5
+run exp1_reber_4x1_lr0p5
+run exp1_reber_3x2_lr0p2
+run exp1_reber_3x2_lr0p1
+run exp1_reber_4x1_lr0p1
 run exp2a
 run exp2b
 run modern_lstm_adding_t100
