@@ -7,13 +7,15 @@ Usage::
 Loads the run's ``config.toml`` and ``checkpoint.npz`` (written by ``python -m experiments run``), draws
 fresh sequences, and prints for each trial how many are wrong (absolute error >= 0.04 at the last step),
 split by target range and by whether a marker falls on pair 0, then per target range the mean output, the
-range of the output unit's net input and the largest cell output, and a few of the wrong sequences.
+range of the output unit's net input and the largest cell output (and, for the 1997 cell, the mean absolute
+cell state at the last step), and a few of the wrong sequences.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,19 @@ def main(argv: list[str] | None = None) -> None:
   def cell_outputs(params: train.ModelParams, xs: jax.Array) -> jax.Array:
     return jax.vmap(lambda x: jaxrnn.unroll(model.cell, params.cell, x)[1])(xs)
 
+  has_state = hasattr(model.cell.initial_carry((), jnp.float32), "s")  # the 1997 cell's constant error carousels
+
+  @jax.jit
+  def cell_states(params: train.ModelParams, xs: jax.Array) -> jax.Array:
+    def one(x: jax.Array) -> jax.Array:
+      def step(c: Any, x_t: jax.Array) -> tuple[Any, jax.Array]:
+        c, _ = model.cell.apply(params.cell, c, x_t)
+        return c, c.s
+
+      return jax.lax.scan(step, model.cell.initial_carry((), x.dtype), x)[1]
+
+    return jax.vmap(one)(xs)
+
   edges = [0.1, 0.9]
   print(f"{args.sequences} fresh sequences; wrong = absolute error >= 0.04 at the last step")
   for i in range(min(args.trials, int(state.trials.lr.shape[0]))):
@@ -65,6 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"trial {i}: {int(wrong.sum())} wrong, MSE {np.mean((y - target) ** 2):.2e}; {by_bin}; ", end="")
     print(f"pair 0 marked: {int(wrong[first_marked].sum())}/{int(first_marked.sum())}")
+    if has_state:  # whether the cells hold anything at the end (0: no memory; large: drifted, h saturated)
+      states = np.abs(np.asarray(cell_states(params, ex.xs)[rows, last]))
+      per_cell = ", ".join(f"{v:.3f}" for v in states.mean(axis=0))
+      print(f"  mean |cell state| at the last step, per cell: {per_cell}")
     # Why the ends go wrong: how far the output unit's net input and the cells' outputs reach there.
     for b, name in enumerate([f"target < {edges[0]}", "middle", f"target > {edges[1]}"]):
       m = bins == b

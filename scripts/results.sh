@@ -50,6 +50,7 @@ run exp3b_t1000_n1 --set train.trials=1 --set train.max_sequences=15000 --set ru
 run exp4_adding_t1000 --set train.trials=1 --set train.max_sequences=20000 --set run.test_size=256
 # Ablations: the paper's set-up with one change each (see each config's header and results/NOTES.md).
 run ablation_exp4_adding_t100_linear
+run ablation_exp4_adding_t500_linear
 run ablation_exp5_multiplication_nseq13_linear --set train.trials=5 --set train.max_sequences=1500000
 run ablation_exp1_reber_6x2_lr0p5 --set train.trials=10 --set train.max_sequences=100000
 $PY -m experiments report results/*/ --out RESULTS.md --notes results/NOTES.md

@@ -106,6 +106,7 @@ def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: 
   import jax
   import numpy as np
 
+  import jaxrnn
   from experiments import adding_failures, checkpoint, runner, train
 
   path = Path(__file__).resolve().parent.parent / "configs" / "exp4_adding_t100.toml"
@@ -139,6 +140,14 @@ def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: 
   line = re.search(r"  middle: mean target [\d.]+, mean output ([\d.]+), output net input (\S+) to (\S+),", printed)
   assert line, printed
   assert float(line.group(1)) == pytest.approx(y.mean(), abs=1e-3)
-  assert float(line.group(2)) == pytest.approx(z.min(), abs=1e-2) and float(line.group(3)) == pytest.approx(
-    z.max(), abs=1e-2
+  assert float(line.group(2)) == pytest.approx(z.min(), abs=1e-2)
+  assert float(line.group(3)) == pytest.approx(z.max(), abs=1e-2)
+  # The mean |cell state| at each sequence's last step, from jaxrnn.unroll's final carry with lengths.
+  cell = train.build_model(cfg, task).cell
+  final, _ = jax.vmap(lambda x, n: jaxrnn.unroll(cell, train.trial_params(state, 0).cell, x, lengths=n))(
+    ex.xs, ex.length
   )
+  line = re.search(r"mean \|cell state\| at the last step, per cell: (.*)", printed)
+  assert line, printed
+  printed_states = [float(v) for v in line.group(1).split(", ")]
+  np.testing.assert_allclose(printed_states, np.abs(np.asarray(final.s)).mean(axis=0), atol=1e-3)
