@@ -17,7 +17,7 @@ run exp3a_t100_n1
 run exp3b_t100_n3
 run exp3b_t100_n1
 run exp4_adding_t100
-run exp6b --set train.trials=5
+run exp6b
 run exp5_multiplication_nseq140
 run exp5_multiplication_nseq13 --set train.trials=5
 run exp3c_t100_n3
