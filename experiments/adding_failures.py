@@ -48,21 +48,9 @@ def main(argv: list[str] | None = None) -> None:
   apply = jax.jit(jax.vmap(model.apply, in_axes=(None, 0)))
 
   @jax.jit
-  def cell_outputs(params: train.ModelParams, xs: jax.Array) -> jax.Array:
-    return jax.vmap(lambda x: jaxrnn.unroll(model.cell, params.cell, x)[1])(xs)
-
-  has_state = hasattr(model.cell.initial_carry((), jnp.float32), "s")  # the 1997 cell's constant error carousels
-
-  @jax.jit
-  def cell_states(params: train.ModelParams, xs: jax.Array) -> jax.Array:
-    def one(x: jax.Array) -> jax.Array:
-      def step(c: Any, x_t: jax.Array) -> tuple[Any, jax.Array]:
-        c, _ = model.cell.apply(params.cell, c, x_t)
-        return c, c.s
-
-      return jax.lax.scan(step, model.cell.initial_carry((), x.dtype), x)[1]
-
-    return jax.vmap(one)(xs)
+  def cells_at_end(params: train.ModelParams, xs: jax.Array, lengths: jax.Array) -> tuple[Any, jax.Array]:
+    """Each sequence's cell carry after its last valid step, and the cell outputs at every step."""
+    return jax.vmap(lambda x, n: jaxrnn.unroll(model.cell, params.cell, x, lengths=n))(xs, lengths)
 
   edges = [0.1, 0.9]
   print(f"{args.sequences} fresh sequences; wrong = absolute error >= 0.04 at the last step")
@@ -71,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     out, z = apply(params, ex.xs)
     y = np.asarray(out[rows, last, 0])
     net = np.asarray(z[rows, last, 0])
-    cells = np.asarray(cell_outputs(params, ex.xs)[rows, last])
+    carry, hs = cells_at_end(params, ex.xs, ex.length)
+    cells = np.asarray(hs[rows, last])
     wrong = np.abs(y - target) >= 0.04
     bins = np.digitize(target, edges)
     by_bin = ", ".join(
@@ -80,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"trial {i}: {int(wrong.sum())} wrong, MSE {np.mean((y - target) ** 2):.2e}; {by_bin}; ", end="")
     print(f"pair 0 marked: {int(wrong[first_marked].sum())}/{int(first_marked.sum())}")
-    if has_state:  # whether the cells hold anything at the end (0: no memory; large: drifted, h saturated)
-      states = np.abs(np.asarray(cell_states(params, ex.xs)[rows, last]))
+    if hasattr(carry, "s"):  # the 1997 cell: do the cells hold anything at the end (0: nothing; large: drifted)?
+      states = np.abs(np.asarray(carry.s))
       per_cell = ", ".join(f"{v:.3f}" for v in states.mean(axis=0))
       print(f"  mean |cell state| at the last step, per cell: {per_cell}")
     # Why the ends go wrong: how far the output unit's net input and the cells' outputs reach there.
