@@ -6,6 +6,7 @@ Tiny budgets throughout: each test compiles a small program and runs a few updat
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import chex
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import checkpoint, cli, config, train
+from experiments import checkpoint, cli, config, numpy_reference, train
+from experiments.tasks import make_task
 from experiments.tasks.base import Example, Task
 
 # ----------------------------------------------------------------------------
@@ -192,6 +194,48 @@ def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
   np.testing.assert_allclose(b, want["b"], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(after.out.w, want["w_o"], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(after.out.b, want["b_o"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("update_every", ["sequence", "step"])
+def test_engine_trains_the_exp1_3x2_net_as_the_numpy_reference(update_every: str):
+  """Blocks of two cells sharing their gates, gate-only biases: the engine against the numpy reference."""
+  raw = tomllib.loads(Path("configs/exp1_reber_3x2_lr0p5.toml").read_text())
+  raw["train"].update(trials=1, max_sequences=1, eval_every=1, update_every=update_every, stop={"rule": "none"})
+  raw["run"].update(test_size=1, fast_compile=True, checkpoint_every=1)
+  cfg = config.from_dict(raw, source="<test>")
+  task = make_task("reber")
+  fixed = jax.tree.map(lambda a: a[3], task.train_set)
+  exp = train.build(cfg, task._replace(sample=lambda key: fixed))
+  state = exp.init_state()
+  before = train.trial_params(state, 0)
+  after = train.trial_params(exp.run_chunk(state), 0)
+
+  f64 = lambda a: np.array(a, np.float64)  # noqa: E731
+  C, CS = 3, 6
+  b = np.concatenate([np.zeros(CS), f64(before.cell.b_in), f64(before.cell.b_out)])
+  net = numpy_reference.Net(
+    np.concatenate([f64(before.cell.w_x), f64(before.cell.w_h), b[None]]), f64(before.out.w), C, 2
+  )
+  n = int(fixed.length)
+  numpy_reference.run_sequence(net, f64(fixed.xs)[:n], f64(fixed.targets)[:n], lr=0.5, update_every=update_every)
+  assert np.max(np.abs(net.W[:7] - f64(before.cell.w_x))) > 1e-3  # the sequence changed the weights
+  np.testing.assert_allclose(after.cell.w_x, net.W[:7], atol=2e-6)
+  np.testing.assert_allclose(after.cell.w_h, net.W[7:-1], atol=2e-6)
+  np.testing.assert_allclose(after.cell.b_in, net.W[-1, CS : CS + C], atol=2e-6)
+  np.testing.assert_allclose(after.cell.b_out, net.W[-1, CS + C :], atol=2e-6)
+  np.testing.assert_allclose(after.out.w, net.W_out, atol=2e-6)
+  assert after.cell.b_cell is None and after.out.b is None  # the paper's 276 weights
+
+
+def test_numpy_reference_trains_and_checks_like_the_paper():
+  """The reference's own training loop: a 4x1 net's weights move, the check counts all 512 strings."""
+  result = numpy_reference.train_trial(0, blocks=4, block_size=1, lr=0.5, max_sequences=20, check_every=20)
+  assert result.solved_at is None and 0 < result.wrong <= 512  # 20 sequences never solve it
+  assert result.max_abs_state > 0.0
+  net = numpy_reference.init_net(np.random.default_rng(0), 4, 1)
+  assert net.W.size - 4 + net.W_out.size == 264  # the paper's count; the bias row's 4 cell slots stay 0, unused
+  np.testing.assert_array_equal(net.W[-1, 4:8] == 0.0, False)  # random input-gate biases
+  np.testing.assert_array_equal(net.W[-1, 8:], [-1.0, -2.0, -3.0, -4.0])
 
 
 # ----------------------------------------------------------------------------
