@@ -19,7 +19,7 @@ run exp3b_t100_n1
 run exp4_adding_t100
 run exp6b
 run exp5_multiplication_nseq140
-run exp5_multiplication_nseq13 --set train.trials=5
+run exp5_multiplication_nseq13
 run exp3c_t100_n3
 run exp3c_t100_n1
 run exp2c_q50_p50
