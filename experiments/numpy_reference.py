@@ -23,6 +23,7 @@ outputs the most active), as :mod:`experiments.tasks.reber` does.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import NamedTuple
@@ -94,6 +95,10 @@ def run_sequence(
   Returns:
     ``(T, K)`` outputs.
   """
+  if lr and targets is None:
+    raise ValueError("run_sequence: training (lr > 0) needs targets")
+  if update_every not in ("step", "sequence"):
+    raise ValueError(f"run_sequence: update_every must be 'step' or 'sequence', got {update_every!r}")
   W, W_out, C, S = net.W, net.W_out, net.blocks, net.block_size
   CS = C * S
   block = np.repeat(np.arange(C), S)  # the block of each cell
@@ -117,8 +122,7 @@ def run_sequence(
     ds_in += (g * (y_in * (1.0 - y_in))[block])[:, None] * src
     out = _sigmoid(y_c @ W_out)
     outputs.append(out)
-    if lr:
-      assert targets is not None
+    if lr and targets is not None:
       delta = (out - targets[t]) * out * (1.0 - out)
       e = W_out @ delta  # dE/dy_c
       e_s = e * y_out[block] * h_prime  # dE/ds through y_c = y_out h(s)
@@ -213,7 +217,7 @@ def _max_state(net: Net, xs: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(prog="python -m experiments.numpy_reference", description=__doc__.split("\n")[0])
   p.add_argument("--blocks", type=int, default=3)
   p.add_argument("--block-size", type=int, default=2)
   p.add_argument("--lr", type=float, default=0.5)
@@ -245,14 +249,21 @@ def main(argv: list[str] | None = None) -> None:
   )
   start = time.time()
   seeds = [args.seed + i for i in range(args.trials)]
-  with ProcessPoolExecutor(args.workers) as pool:
-    futures = [pool.submit(train_trial, seed, **kwargs) for seed in seeds]
-    results = []
-    for f in futures:
-      r = f.result()
-      results.append(r)
-      at = f"solved after {r.solved_at:,} sequences" if r.solved_at else f"unsolved, {r.wrong} of 512 strings wrong"
-      print(f"trial seed {r.seed}: {at}; largest |s| {r.max_abs_state:.1f}", flush=True)
+  results = []
+
+  def report(r: TrialResult) -> None:
+    results.append(r)
+    at = f"solved after {r.solved_at:,} sequences" if r.solved_at else f"unsolved, {r.wrong} of 512 strings wrong"
+    print(f"trial seed {r.seed}: {at}; largest |s| {r.max_abs_state:.1f}", flush=True)
+
+  if args.workers == 1:
+    for seed in seeds:
+      report(train_trial(seed, **kwargs))
+  else:
+    # spawn, not fork: JAX (imported for the task's string sets) runs threads that a fork would copy mid-flight
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+      for future in [pool.submit(train_trial, seed, **kwargs) for seed in seeds]:
+        report(future.result())
   solved = [r.solved_at for r in results if r.solved_at]
   mean = f", mean {np.mean(solved):,.0f} sequences" if solved else ""
   print(

@@ -439,3 +439,17 @@ def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path):
     json.loads((full / "summary.json").read_text())
   )
   assert _metrics(killed) == _metrics(full)
+
+
+def test_numpy_reference_command_line(capsys):
+  numpy_reference.main(
+    ["--blocks", "2", "--block-size", "1", "--trials", "2", "--max-sequences", "5"]
+    + ["--check-every", "5", "--workers", "1"]
+  )
+  out = capsys.readouterr().out
+  assert out.count("unsolved, ") == 2 and "2x1 lr 0.5 input-gate bias random update every step: 0 of 2 solved" in out
+  with pytest.raises(SystemExit):
+    numpy_reference.main(["--input-gate-bias", "low"])
+  assert "--input-gate-bias must be 'random' or a number, got 'low'" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="needs targets"):
+    numpy_reference.run_sequence(numpy_reference.init_net(np.random.default_rng(0), 1, 1), np.zeros((2, 7)), lr=0.1)
