@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from experiments import cli, config
 
-CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.toml"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(ROOT.joinpath("configs").glob("*.toml"))
 
 SUMMARY_KEYS = {
   "task",
@@ -156,3 +159,32 @@ def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: 
   assert line, printed
   printed_states = [float(v) for v in line.group(1).split(", ")]
   np.testing.assert_allclose(printed_states, np.mean(final, axis=0), atol=1e-3)
+
+
+def _results_sh_rows() -> dict[str, list[str]]:
+  """Each row of scripts/results.sh with the arguments it passes after the config."""
+  text = (ROOT / "scripts" / "results.sh").read_text()
+  rows = {}
+  for line in text.splitlines():
+    m = re.match(r"^run (\w+)(.*)$", line.strip())
+    if m:
+      rows[m.group(1)] = shlex.split(m.group(2))
+  loop = re.search(r"for row in (.*?); do", text, re.S)
+  assert loop is not None
+  for name in loop.group(1).replace("\\\n", " ").split():
+    rows[name] = []
+  return rows
+
+
+def test_committed_results_are_what_results_sh_and_the_configs_produce():
+  """Each results/<row> was made by its results.sh line from today's config: same command, same resolved config."""
+  rows = _results_sh_rows()
+  committed = sorted(p.parent.name for p in (ROOT / "results").glob("*/summary.json"))
+  assert committed == sorted(rows)  # every row has its line, every line its committed run
+  for name in committed:
+    args = rows[name]
+    summary = json.loads((ROOT / "results" / name / "summary.json").read_text())
+    want = " ".join(["python -m experiments run", f"configs/{name}.toml", *args, "--out", f"results/{name}"])
+    assert summary["command"] == want, name
+    resolved = config.load(ROOT / "configs" / f"{name}.toml", [a for a in args if a != "--set"])
+    assert config.dumps(resolved) == (ROOT / "results" / name / "config.toml").read_text(), name
