@@ -104,8 +104,6 @@ def test_report(tmp_path: Path):
 
 
 def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: Path, capsys):
-  import re
-
   import jax
   import jax.numpy as jnp
   import numpy as np

@@ -199,7 +199,7 @@ def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
 @pytest.mark.parametrize("update_every", ["sequence", "step"])
 def test_engine_trains_the_exp1_3x2_net_as_the_numpy_reference(update_every: str):
   """Blocks of two cells sharing their gates, gate-only biases: the engine against the numpy reference."""
-  raw = tomllib.loads(Path("configs/exp1_reber_3x2_lr0p5.toml").read_text())
+  raw = tomllib.loads((Path(__file__).resolve().parent.parent / "configs/exp1_reber_3x2_lr0p5.toml").read_text())
   raw["train"].update(trials=1, max_sequences=1, eval_every=1, update_every=update_every, stop={"rule": "none"})
   raw["run"].update(test_size=1, fast_compile=True, checkpoint_every=1)
   cfg = config.from_dict(raw, source="<test>")
@@ -236,6 +236,20 @@ def test_numpy_reference_trains_and_checks_like_the_paper():
   assert net.W.size - 4 + net.W_out.size == 264  # the paper's count; the bias row's 4 cell slots stay 0, unused
   np.testing.assert_array_equal(net.W[-1, 4:8] == 0.0, False)  # random input-gate biases
   np.testing.assert_array_equal(net.W[-1, 8:], [-1.0, -2.0, -3.0, -4.0])
+
+
+def test_numpy_reference_command_line(capsys):
+  numpy_reference.main(
+    ["--blocks", "2", "--block-size", "1", "--trials", "2", "--max-sequences", "5"]
+    + ["--check-every", "5", "--workers", "1"]
+  )
+  out = capsys.readouterr().out
+  assert out.count("unsolved, ") == 2 and "2x1 lr 0.5 input-gate bias random update every step: 0 of 2 solved" in out
+  with pytest.raises(SystemExit):
+    numpy_reference.main(["--input-gate-bias", "low"])
+  assert "--input-gate-bias must be 'random' or a number, got 'low'" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="needs targets"):
+    numpy_reference.run_sequence(numpy_reference.init_net(np.random.default_rng(0), 1, 1), np.zeros((2, 7)), lr=0.1)
 
 
 # ----------------------------------------------------------------------------
@@ -439,17 +453,3 @@ def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path):
     json.loads((full / "summary.json").read_text())
   )
   assert _metrics(killed) == _metrics(full)
-
-
-def test_numpy_reference_command_line(capsys):
-  numpy_reference.main(
-    ["--blocks", "2", "--block-size", "1", "--trials", "2", "--max-sequences", "5"]
-    + ["--check-every", "5", "--workers", "1"]
-  )
-  out = capsys.readouterr().out
-  assert out.count("unsolved, ") == 2 and "2x1 lr 0.5 input-gate bias random update every step: 0 of 2 solved" in out
-  with pytest.raises(SystemExit):
-    numpy_reference.main(["--input-gate-bias", "low"])
-  assert "--input-gate-bias must be 'random' or a number, got 'low'" in capsys.readouterr().err
-  with pytest.raises(ValueError, match="needs targets"):
-    numpy_reference.run_sequence(numpy_reference.init_net(np.random.default_rng(0), 1, 1), np.zeros((2, 7)), lr=0.1)
