@@ -159,6 +159,74 @@ def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: 
   np.testing.assert_allclose(printed_states, np.mean(final, axis=0), atol=1e-3)
 
 
+@pytest.mark.parametrize(
+  "name, params",
+  [
+    ("exp2c_q50_p50", ["task.params.p=4", "task.params.q=6", "task.params.max_extra=5"]),
+    ("exp4_adding_t100", ["task.params.T=30"]),
+  ],
+  ids=["classes", "real_target"],
+)
+def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, capsys, name: str, params: list[str]):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from experiments import cell_states, checkpoint, runner, train
+
+  path = ROOT / "configs" / f"{name}.toml"
+  out = tmp_path / "run"
+  argv = ["run", str(path), "--out", str(out), "--no-progress"]
+  for option in shrink(path) + params:
+    argv += ["--set", option]
+  assert cli.main(argv) == 0
+  capsys.readouterr()
+  n = 24
+  cell_states.main([str(out), "--sequences", str(n), "--trials", "1", "--seed", "3"])
+  printed = capsys.readouterr().out
+  line = re.search(r"trial 0: train error \S+; \|s\| init \[(.*?)\], end \[(.*?)\]; at the end: (.*)", printed)
+  assert line, printed
+  # The reference: each sequence's cell state after its last valid step, by a Python loop of the cell's steps.
+  cfg = config.load(out / "config.toml")
+  task = runner.make_task(cfg)
+  exp = train.build(cfg, task)
+  init = exp.init_state()
+  state, _ = checkpoint.load(out / "checkpoint.npz", init)
+  cell = train.build_model(cfg, task).cell
+  step = jax.jit(cell.apply)
+  ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(3), n))
+
+  def end_states(params) -> np.ndarray:
+    final = []
+    for k in range(n):
+      carry = cell.initial_carry((), jnp.float32)
+      for t in range(int(ex.length[k])):
+        carry, _ = step(params, carry, ex.xs[k, t])
+      final.append(np.asarray(carry.s))
+    return np.array(final)
+
+  s0, s1 = end_states(train.trial_params(init, 0).cell), end_states(train.trial_params(state, 0).cell)
+  for group, s in zip(line.groups()[:2], (s0, s1)):
+    np.testing.assert_allclose([float(v) for v in group.split(", ")], np.abs(s).mean(axis=0), atol=6e-3)
+  target = np.asarray(ex.targets)[np.arange(n), np.asarray(ex.length) - 1]
+  cells = line.group(3).split("; ")
+  assert len(cells) == s1.shape[1]
+  for c, text in enumerate(cells):
+    v = s1[:, c]
+    if name == "exp4_adding_t100":
+      m = re.fullmatch(rf"cell {c}: corr (\S+)", text)
+      assert m, text
+      assert float(m.group(1)) == pytest.approx(np.corrcoef(v, target[:, 0])[0, 1], abs=6e-3)
+    else:
+      m = re.fullmatch(rf"cell {c}: spread (\S+) within (\S+)", text)
+      assert m, text
+      cls = target.argmax(axis=1)
+      assert set(cls) == {0, 1}, "both classes drawn"
+      means, sds = [v[cls == k].mean() for k in (0, 1)], [v[cls == k].std() for k in (0, 1)]
+      assert float(m.group(1)) == pytest.approx(abs(means[0] - means[1]) / 2, abs=6e-3)
+      assert float(m.group(2)) == pytest.approx(np.mean(sds), abs=6e-3)
+
+
 def _results_sh_rows() -> dict[str, list[str]]:
   """Each row of scripts/results.sh with the arguments it passes after the config."""
   text = (ROOT / "scripts" / "results.sh").read_text()

@@ -1,0 +1,105 @@
+"""What the memory cells of a finished paper-mode run hold at the end of a sequence, before and after training.
+
+Usage::
+
+  python -m experiments.cell_states results/exp2c_q100_p100 [--sequences 400] [--trials 20] [--seed 1]
+
+Loads the run's ``config.toml`` and ``checkpoint.npz`` (written by ``python -m experiments run`` with
+the ``lstm1997`` cell), draws fresh sequences, and prints for each trial its last training error
+and, per cell, the internal state ``s`` after the last valid step:
+
+* ``|s| init`` and ``|s| end``: the mean absolute state with the trial's initial and its trained
+  weights. ``h(s) = 2 sigmoid(s) - 1`` is flat beyond ``|s| ~ 3`` (``h'(3) = 0.09``, ``h'(0) = 0.5``),
+  so a cell whose state sits far out carries almost no error back (the paper's "internal state drift",
+  Sect. 4);
+* for tasks scored by class (Exp 2c, 3, 6: the target at the last step, its largest entry, or
+  ``> 0.5`` for one output), ``spread``: the standard deviation of the per-class mean states, and
+  ``within``: the mean standard deviation inside a class. A cell with a large ``|s|``, a small
+  ``spread`` and a small ``within`` is a constant: saturated at the same value for every class (the
+  paper's "abuse problem", a memory cell used as a bias, Sect. 4); a cell that stores the class
+  has ``spread`` well above ``within``;
+* for the adding and multiplication tasks (a real target), ``corr``: the correlation of the state
+  with the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxrnn
+from experiments import checkpoint, config, runner, train
+
+REAL_TARGETS = ("adding", "multiplication")
+
+
+def _classes(targets: np.ndarray) -> np.ndarray:
+  """The class of each sequence from its last step's target ``(N, K)``."""
+  return targets.argmax(axis=1) if targets.shape[1] > 1 else (targets[:, 0] > 0.5).astype(int)
+
+
+def _fmt(v: np.ndarray) -> str:
+  return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+
+
+def describe(s: np.ndarray, targets: np.ndarray, real: bool) -> str:
+  """One trial's end states ``s (N, cells)`` summarised per cell (see the module docstring)."""
+  parts = []
+  for c in range(s.shape[1]):
+    v = s[:, c]
+    if real:
+      corr = float(np.corrcoef(v, targets[:, 0])[0, 1]) if v.std() > 0 else 0.0
+      parts.append(f"corr {corr:+.2f}")
+    else:
+      cls = _classes(targets)
+      means = [v[cls == k].mean() for k in np.unique(cls)]
+      within = np.mean([v[cls == k].std() for k in np.unique(cls)])
+      parts.append(f"spread {np.std(means):.2f} within {within:.2f}")
+  return "; ".join(f"cell {c}: {p}" for c, p in enumerate(parts))
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("run_dir", type=Path)
+  p.add_argument("--sequences", type=int, default=400)
+  p.add_argument("--trials", type=int, default=None, help="the first N trials (default: all)")
+  p.add_argument("--seed", type=int, default=1)
+  args = p.parse_args(argv)
+  cfg = config.load(args.run_dir / "config.toml")
+  if cfg.model.cell != "lstm1997":
+    raise SystemExit(f"{args.run_dir} ran cell {cfg.model.cell!r}; this script reads runs of the 'lstm1997' cell")
+  task = runner.make_task(cfg)
+  exp = train.build(cfg, task)
+  init = exp.init_state()
+  state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", init)
+  lines = (args.run_dir / "metrics.jsonl").read_text().splitlines()
+  errors = json.loads(lines[-1])["train_error"] if lines else None
+  model = train.build_model(cfg, task)
+  ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(args.seed), args.sequences))
+  last = np.asarray(ex.length) - 1
+  targets = np.asarray(ex.targets)[np.arange(args.sequences), last]
+
+  @jax.jit
+  def end_states(cell_params: train.Params) -> jax.Array:
+    """Each sequence's cell state after its last valid step, ``(N, cells)``."""
+    return jax.vmap(lambda x, n: jaxrnn.unroll(model.cell, cell_params, x, lengths=n)[0].s)(ex.xs, ex.length)
+
+  n = int(state.trials.lr.shape[0]) if args.trials is None else min(args.trials, int(state.trials.lr.shape[0]))
+  real = task.name in REAL_TARGETS
+  print(f"{args.sequences} fresh sequences; s = a cell's internal state after the last valid step")
+  for i in range(n):
+    s0 = np.asarray(end_states(train.trial_params(init, i).cell))
+    s1 = np.asarray(end_states(train.trial_params(state, i).cell))
+    err = "-" if errors is None or errors[i] is None else f"{errors[i]:.3g}"
+    print(
+      f"trial {i}: train error {err}; |s| init {_fmt(np.abs(s0).mean(0))}, end {_fmt(np.abs(s1).mean(0))}; "
+      f"at the end: {describe(s1, targets, real)}"
+    )
+
+
+if __name__ == "__main__":
+  main()
