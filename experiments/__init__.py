@@ -18,4 +18,10 @@ Modules:
 * :mod:`experiments.checkpoint`: atomic ``.npz`` checkpoints (no pickle);
 * :mod:`experiments.report`: tables beside the paper's rows and learning curves;
 * :mod:`experiments.tasks`: the task generators (``make_task(name, **params)``).
+
+Diagnostics of finished runs (each ``python -m experiments.<name> --help``):
+
+* :mod:`experiments.adding_failures`: where trained adding / multiplication nets go wrong;
+* :mod:`experiments.cell_states`: what a 1997 net's memory cells hold at the end of a sequence;
+* :mod:`experiments.numpy_reference`: Exp 1's net and truncated RTRL again, in plain numpy.
 """
