@@ -20,6 +20,9 @@ and, per cell, the internal state ``s`` after the last valid step:
   has ``spread`` well above ``within``;
 * for the adding and multiplication tasks (a real target), ``corr``: the correlation of the state
   with the target.
+
+A second line per trial counts the sequences the trained net gets wrong (the task's own ``correct``,
+the rule of its training streaks), split by sequence length (quartiles) and, for class tasks, by class.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import jaxrnn
 from experiments import checkpoint, config, runner, train
 
 REAL_TARGETS = ("adding", "multiplication")
+CHUNK = 1000  # sequences per compiled call (20,000 sequences of 2c at q = 100 would need 1.7 GB at once)
 
 
 def _classes(targets: np.ndarray) -> np.ndarray:
@@ -62,6 +66,12 @@ def describe(s: np.ndarray, targets: np.ndarray, real: bool) -> str:
   return "; ".join(f"cell {c}: {p}" for c, p in enumerate(parts))
 
 
+def _wrong_by(wrong: np.ndarray, groups: np.ndarray, names: list[str]) -> str:
+  """``name: wrong/count`` for each group ``0, 1, ...`` of ``groups``."""
+  counts = [(int(wrong[groups == g].sum()), int((groups == g).sum())) for g in range(len(names))]
+  return ", ".join(f"{name}: {w}/{m}" for name, (w, m) in zip(names, counts))
+
+
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("run_dir", type=Path)
@@ -79,26 +89,44 @@ def main(argv: list[str] | None = None) -> None:
   lines = (args.run_dir / "metrics.jsonl").read_text().splitlines()
   errors = json.loads(lines[-1])["train_error"] if lines else None
   model = train.build_model(cfg, task)
-  ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(args.seed), args.sequences))
-  last = np.asarray(ex.length) - 1
-  targets = np.asarray(ex.targets)[np.arange(args.sequences), last]
+  keys = jax.random.split(jax.random.key(args.seed), args.sequences)
+  chunks = [keys[i : i + CHUNK] for i in range(0, args.sequences, CHUNK)]
 
   @jax.jit
-  def end_states(cell_params: train.Params) -> jax.Array:
-    """Each sequence's cell state after its last valid step, ``(N, cells)``."""
-    return jax.vmap(lambda x, n: jaxrnn.unroll(model.cell, cell_params, x, lengths=n)[0].s)(ex.xs, ex.length)
+  def measure(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
+    """For fresh sequences: the cell states after the last valid step, correct, last targets, lengths."""
+    ex = jax.vmap(task.sample)(keys)
+    s = jax.vmap(lambda x, n: jaxrnn.unroll(model.cell, params.cell, x, lengths=n)[0].s)(ex.xs, ex.length)
+    outputs, _ = jax.vmap(model.apply, in_axes=(None, 0))(params, ex.xs)
+    last = jax.vmap(lambda t, n: t[n - 1])(ex.targets, ex.length)
+    return s, jax.vmap(task.correct)(outputs, ex), last, ex.length
+
+  def measure_all(params: train.ModelParams) -> list[np.ndarray]:
+    parts = [jax.device_get(measure(params, k)) for k in chunks]
+    return [np.concatenate([np.asarray(part[j]) for part in parts]) for j in range(4)]
 
   n = int(state.trials.lr.shape[0]) if args.trials is None else min(args.trials, int(state.trials.lr.shape[0]))
   real = task.name in REAL_TARGETS
   print(f"{args.sequences} fresh sequences; s = a cell's internal state after the last valid step")
   for i in range(n):
-    s0 = np.asarray(end_states(train.trial_params(init, i).cell))
-    s1 = np.asarray(end_states(train.trial_params(state, i).cell))
+    s0 = measure_all(train.trial_params(init, i))[0]
+    s1, correct, targets, length = measure_all(train.trial_params(state, i))
     err = "-" if errors is None or errors[i] is None else f"{errors[i]:.3g}"
     print(
       f"trial {i}: train error {err}; |s| init {_fmt(np.abs(s0).mean(0))}, end {_fmt(np.abs(s1).mean(0))}; "
       f"at the end: {describe(s1, targets, real)}"
     )
+    wrong = ~correct
+    edges = np.unique(np.quantile(length, [0.25, 0.5, 0.75]))
+    bins = np.searchsorted(edges, length, side="left")
+    lo = [int(length.min())] + [int(e) + 1 for e in edges]
+    hi = [int(e) for e in edges] + [int(length.max())]
+    by_length = _wrong_by(wrong, bins, [f"{a}-{b}" if a < b else f"{a}" for a, b in zip(lo, hi)])
+    line = f"  wrong {int(wrong.sum())} of {len(wrong)}; by length: {by_length}"
+    if not real:
+      cls = _classes(targets)
+      line += f"; by class: {_wrong_by(wrong, cls, [str(k) for k in range(int(cls.max()) + 1)])}"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,20 @@ def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, ca
       means, sds = [v[cls == k].mean() for k in (0, 1)], [v[cls == k].std() for k in (0, 1)]
       assert float(m.group(1)) == pytest.approx(abs(means[0] - means[1]) / 2, abs=6e-3)
       assert float(m.group(2)) == pytest.approx(np.mean(sds), abs=6e-3)
+  # The wrong sequences, by the task's rule on the trained net's outputs.
+  outputs, _ = jax.vmap(train.build_model(cfg, task).apply, in_axes=(None, 0))(train.trial_params(state, 0), ex.xs)
+  wrong = ~np.asarray(jax.vmap(task.correct)(outputs, ex))
+  m = re.search(r"\n  wrong (\d+) of (\d+); by length: (.*?)(?:; by class: (.*))?\n", printed)
+  assert m, printed
+  assert (int(m.group(1)), int(m.group(2))) == (int(wrong.sum()), n)
+  by_length = [tuple(int(v) for v in part.split(": ")[1].split("/")) for part in m.group(3).split(", ")]
+  assert sum(w for w, _ in by_length) == wrong.sum() and sum(c for _, c in by_length) == n
+  if name == "exp4_adding_t100":
+    assert m.group(4) is None
+  else:
+    by_class = [tuple(int(v) for v in part.split(": ")[1].split("/")) for part in m.group(4).split(", ")]
+    cls = target.argmax(axis=1)
+    assert by_class == [(int(wrong[cls == k].sum()), int((cls == k).sum())) for k in (0, 1)]
 
 
 def _results_sh_rows() -> dict[str, list[str]]:
