@@ -13,11 +13,12 @@ and, per cell, the internal state ``s`` after the last valid step:
   so a cell whose state sits far out carries almost no error back (the paper's "internal state drift",
   Sect. 4);
 * for tasks scored by class (Exp 2c, 3, 6: the target at the last step, its largest entry, or
-  ``> 0.5`` for one output), ``spread``: the standard deviation of the per-class mean states, and
-  ``within``: the mean standard deviation inside a class. A cell with a large ``|s|``, a small
-  ``spread`` and a small ``within`` is a constant: saturated at the same value for every class (the
-  paper's "abuse problem", a memory cell used as a bias, Sect. 4); a cell that stores the class
-  has ``spread`` well above ``within``;
+  ``> 0.5`` for one output; Exp 3c's targets carry noise, so there the class is approximate),
+  ``spread``: the standard deviation of the per-class mean states, and ``within``: the mean
+  standard deviation inside a class. A cell with a large ``|s|``, a small ``spread`` and a small
+  ``within`` is a constant: saturated at the same value for every class (the paper's "abuse
+  problem", a memory cell used as a bias, Sect. 4); a cell that stores the class has ``spread``
+  well above ``within``;
 * for the adding and multiplication tasks (a real target), ``corr``: the correlation of the state
   with the target.
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--trials", type=int, default=None, help="the first N trials (default: all)")
   p.add_argument("--seed", type=int, default=1)
   args = p.parse_args(argv)
+  if args.sequences < 1 or (args.trials is not None and args.trials < 1):
+    p.error(f"--sequences and --trials must be at least 1; got {args.sequences} and {args.trials}")
   cfg = config.load(args.run_dir / "config.toml")
   if cfg.model.cell != "lstm1997":
     raise SystemExit(f"{args.run_dir} ran cell {cfg.model.cell!r}; this script reads runs of the 'lstm1997' cell")
