@@ -241,6 +241,15 @@ def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, ca
     assert by_class == [(int(wrong[cls == k].sum()), int((cls == k).sum())) for k in (0, 1)]
 
 
+def test_cell_states_rejects_an_empty_sample(tmp_path: Path, capsys):
+  from experiments import cell_states
+
+  with pytest.raises(SystemExit) as e:
+    cell_states.main([str(tmp_path), "--sequences", "0"])
+  assert e.value.code == 2
+  assert "--sequences and --trials must be at least 1; got 0 and None" in capsys.readouterr().err
+
+
 def _results_sh_rows() -> dict[str, list[str]]:
   """Each row of scripts/results.sh with the arguments it passes after the config."""
   text = (ROOT / "scripts" / "results.sh").read_text()
