@@ -95,14 +95,23 @@ def main(argv: list[str] | None = None) -> None:
   keys = jax.random.split(jax.random.key(args.seed), args.sequences)
   chunks = [keys[i : i + CHUNK] for i in range(0, args.sequences, CHUNK)]
 
+  def run_one(params: train.ModelParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One pass over a sequence: the outputs and the cell states of every step, ``(T, K)`` and ``(T, cells)``."""
+
+    def body(carry: jaxrnn.LSTM1997Carry, x: jax.Array) -> tuple[jaxrnn.LSTM1997Carry, tuple[jax.Array, jax.Array]]:
+      carry, (out, _) = model.step(params, carry, x)
+      return carry, (out, carry.s)
+
+    _, (outputs, s) = jax.lax.scan(body, model.cell.initial_carry((), xs.dtype), xs)
+    return outputs, s
+
   @jax.jit
   def measure(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
     """For fresh sequences: the cell states after the last valid step, correct, last targets, lengths."""
     ex = jax.vmap(task.sample)(keys)
-    s = jax.vmap(lambda x, n: jaxrnn.unroll(model.cell, params.cell, x, lengths=n)[0].s)(ex.xs, ex.length)
-    outputs, _ = jax.vmap(model.apply, in_axes=(None, 0))(params, ex.xs)
-    last = jax.vmap(lambda t, n: t[n - 1])(ex.targets, ex.length)
-    return s, jax.vmap(task.correct)(outputs, ex), last, ex.length
+    outputs, s = jax.vmap(run_one, in_axes=(None, 0))(params, ex.xs)
+    at_end = jax.vmap(lambda a, n: a[n - 1])
+    return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), at_end(ex.targets, ex.length), ex.length
 
   def measure_all(params: train.ModelParams) -> list[np.ndarray]:
     parts = [jax.device_get(measure(params, k)) for k in chunks]
