@@ -49,7 +49,6 @@ Choices where the paper (restated in shared/lstm1997.md) is ambiguous:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -257,6 +256,30 @@ def _trial_keys(info: list[dict[str, Any]]) -> tuple[Array, Array, Array]:
   return split[:, 0], split[:, 1], split[:, 2]  # init, training data, final test
 
 
+# Evaluations (the final test, Exp 3's periodic checks) score their sequences in batches, vmapped over all
+# trials at once. A batch of sequences is materialised whole (inputs, the hoisted input projection, outputs),
+# so its size is capped to keep eval_sequence_bytes' estimate (about twice what XLA allocates), summed over
+# the trials, under this many bytes. No committed row's batch exceeds it but Exp 2c's at q = p >= 500.
+EVAL_BYTES = 4 * 2**30
+
+
+def eval_sequence_bytes(cfg: Config, task: Task) -> int:
+  """About the bytes one evaluated sequence takes while its batch is scored (inputs, gates, outputs)."""
+  m = cfg.model
+  units = m.blocks * (m.block_size + 2) if m.mode == "paper" else 4 * m.hidden_size
+  return 4 * task.max_length * (2 * task.input_size + 8 * units + 4 * task.output_size)
+
+
+def eval_batch_size(cfg: Config, task: Task, n: int, n_trials: int) -> int:
+  """Sequences per evaluation batch: at most 256 and ``n``, and about ``EVAL_BYTES`` over all trials.
+
+  Exp 2c at ``q = p = 1000`` has 1004 inputs by 1103 steps, 4.4 MB of one-hot inputs per sequence: 256 of
+  them for each of 20 trials would need 23 GB, so its batches are 23 sequences.
+  """
+  per_sequence = eval_sequence_bytes(cfg, task)
+  return max(1, min(256, n, EVAL_BYTES // (n_trials * per_sequence)))
+
+
 def build(cfg: Config, task: Task) -> Experiment:
   """Compiles ``cfg`` on ``task`` into the engine's pure functions."""
   t, stop = cfg.train, cfg.train.stop
@@ -281,6 +304,28 @@ def build(cfg: Config, task: Task) -> Experiment:
     _, mean_loss = jax.vmap(lambda o, z, e: sequence_losses(task, o, z, e))(outputs, logits, ex)
     return jax.vmap(task.correct)(outputs, ex), jax.vmap(task.error)(outputs, ex), mean_loss
 
+  def score_keys(params: ModelParams, keys: Array, batch: int) -> tuple[Array, Array, Array]:
+    """Over one fresh test sequence per key, ``batch`` at a time: (wrong, summed error, summed mean loss)."""
+    n = keys.shape[0]
+    batches = -(-n // batch)
+    pad = batches * batch - n
+    if pad:
+      keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (pad, *keys.shape[1:]))])
+    keys = keys.reshape(batches, batch, *keys.shape[1:])
+    valid = (jnp.arange(batches * batch) < n).reshape(batches, batch)
+
+    def one_batch(args: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+      k, v = args
+      ok, err, loss = score(params, jax.vmap(task.test_sample)(k))
+      vf = v.astype(jnp.float32)
+      return jnp.sum(v & ~ok), jnp.sum(vf * err.astype(jnp.float32)), jnp.sum(vf * loss.astype(jnp.float32))
+
+    wrong, err, loss = jax.lax.map(one_batch, (keys, valid))
+    return jnp.sum(wrong), jnp.sum(err), jnp.sum(loss)
+
+  n_trials = len(info)
+  check_batch = eval_batch_size(cfg, task, stop.test_size, n_trials) if stop.rule == "st12" else 0
+
   def check(params: ModelParams, key: Array) -> tuple[Array, Array]:
     """The periodic on-device check: (wrong count, mean task error)."""
     if stop.rule == "all_correct":
@@ -289,8 +334,11 @@ def build(cfg: Config, task: Task) -> Experiment:
       wrong = jnp.sum(~ok_train) + jnp.sum(~ok_test)
       return wrong.astype(jnp.int32), jnp.mean(jnp.concatenate([err_train, err_test]))
     # st12: a fresh sample of test sequences at every check.
-    ex = jax.vmap(task.test_sample)(jax.random.split(key, stop.test_size))
-    ok, err, _ = score(params, ex)
+    keys = jax.random.split(key, stop.test_size)
+    if check_batch < stop.test_size:  # too large to score at once (see eval_batch_size)
+      wrong, err, _ = score_keys(params, keys, check_batch)
+      return wrong.astype(jnp.int32), err / stop.test_size
+    ok, err, _ = score(params, jax.vmap(task.test_sample)(keys))
     return jnp.sum(~ok).astype(jnp.int32), jnp.mean(err)
 
   def sgd_update(params: ModelParams, opt_state: Any, lr: Array, grads: ModelParams) -> tuple[ModelParams, Any]:
@@ -443,22 +491,12 @@ def build(cfg: Config, task: Task) -> Experiment:
     return state
 
   test_size = cfg.run.test_size
-  test_batch = min(256, test_size)
-  test_batches = math.ceil(test_size / test_batch)
+  test_batch = eval_batch_size(cfg, task, test_size, n_trials)
   _, _, test_keys = _trial_keys(info)
 
   def test_trial(params: ModelParams, key: Array) -> dict[str, Array]:
-    keys = jax.random.split(key, test_batches * test_batch).reshape(test_batches, test_batch, 2)
-    valid = (jnp.arange(test_batches * test_batch) < test_size).reshape(test_batches, test_batch)
-
-    def one_batch(args: tuple[Array, Array]) -> tuple[Array, Array, Array]:
-      k, v = args
-      ok, err, loss = score(params, jax.vmap(task.test_sample)(k))
-      vf = v.astype(jnp.float32)
-      return jnp.sum(v & ~ok), jnp.sum(vf * err.astype(jnp.float32)), jnp.sum(vf * loss.astype(jnp.float32))
-
-    wrong, err, loss = jax.lax.map(one_batch, (keys, valid))
-    return {"wrong": jnp.sum(wrong), "error": jnp.sum(err) / test_size, "mse": jnp.sum(loss) / test_size}
+    wrong, err, loss = score_keys(params, jax.random.split(key, test_size), test_batch)
+    return {"wrong": wrong, "error": err / test_size, "mse": loss / test_size}
 
   # fast_compile: XLA's optimisation level 0 compiles about twice as fast and runs about half as fast.
   options = {"xla_backend_optimization_level": 0} if cfg.run.fast_compile else None
