@@ -258,8 +258,9 @@ def _trial_keys(info: list[dict[str, Any]]) -> tuple[Array, Array, Array]:
 
 # Evaluations (the final test, Exp 3's periodic checks) score their sequences in batches, vmapped over all
 # trials at once. A batch of sequences is materialised whole (inputs, the hoisted input projection, outputs),
-# so its size is capped to keep eval_sequence_bytes' estimate (about twice what XLA allocates), summed over
-# the trials, under this many bytes. No committed row's batch exceeds it but Exp 2c's at q = p >= 500.
+# so its size is capped to keep eval_sequence_bytes' estimate (generous: it counts the inputs twice and 8
+# floats per hidden unit), summed over the trials, under this many bytes. Of the committed rows, only Exp 2c's
+# at q >= 500 get batches below 256.
 EVAL_BYTES = 4 * 2**30
 
 
