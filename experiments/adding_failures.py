@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--seed", type=int, default=123)
   args = p.parse_args(argv)
   cfg = config.load(args.run_dir / "config.toml")
-  task = runner.make_task(cfg)
+  with runner.precision(cfg):  # float64 runs rebuild their model under jax.enable_x64
+    _main(args, cfg)
+
+
+def _main(args: argparse.Namespace, cfg: config.Config) -> None:
+  task = train.with_dtype(runner.make_task(cfg), cfg.model.dtype)
   if task.name not in ("adding", "multiplication"):
     raise SystemExit(f"{args.run_dir} ran task {task.name!r}; this script reads 'adding' or 'multiplication' runs")
   exp = train.build(cfg, task)

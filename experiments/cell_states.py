@@ -83,9 +83,14 @@ def main(argv: list[str] | None = None) -> None:
   if args.sequences < 1 or (args.trials is not None and args.trials < 1):
     p.error(f"--sequences and --trials must be at least 1; got {args.sequences} and {args.trials}")
   cfg = config.load(args.run_dir / "config.toml")
+  with runner.precision(cfg):  # float64 runs rebuild their model under jax.enable_x64
+    _main(args, cfg)
+
+
+def _main(args: argparse.Namespace, cfg: config.Config) -> None:
   if cfg.model.cell != "lstm1997":
     raise SystemExit(f"{args.run_dir} ran cell {cfg.model.cell!r}; this script reads runs of the 'lstm1997' cell")
-  task = runner.make_task(cfg)
+  task = train.with_dtype(runner.make_task(cfg), cfg.model.dtype)
   exp = train.build(cfg, task)
   init = exp.init_state()
   state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", init)

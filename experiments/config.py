@@ -35,6 +35,7 @@ BIAS_CHOICES = ("all", "gates", "none")
 CELL_INPUT_SQUASHES = ("paper", "logistic")
 CELL_OUTPUT_SQUASHES = ("paper", "identity")
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+DTYPES = ("float32", "float64")
 # Rule name -> {param: default}; a default of None marks a required param.
 STOP_RULES: dict[str, dict[str, Any]] = {
   # ST3(b): mean training error over the last `window` sequences < `error`, and those sequences all correct.
@@ -85,6 +86,9 @@ class ModelConfig:
   # The output units' activation for squared-error tasks: unset = the task's own (the paper's logistic
   # sigmoid on every 1997 task); "sigmoid" or "linear" override it (an ablation, not the paper's net).
   output_activation: str | None = None
+  # The dtype of the weights and of the task's inputs and targets: "float32", or "float64" (run under
+  # jax.enable_x64; a precision check, about 1.5x slower).
+  dtype: str = "float32"
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
   # Initial gate biases of the modern cell, e.g. {f = 3.0} (lstm, mgu) or {z = 3.0} (gru): the cell's
@@ -331,6 +335,8 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
 
   if m.output_activation is not None and m.output_activation not in OUTPUT_ACTIVATIONS:
     raise err("model.output_activation", f"must be one of {OUTPUT_ACTIVATIONS}, got {m.output_activation!r}")
+  if m.dtype not in DTYPES:
+    raise err("model.dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
 
   t = cfg.train
   if not t.lrs:

@@ -17,6 +17,8 @@ one (apart from wall times).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -243,6 +245,15 @@ def _build(cfg: Config, cfg_text: str, task: Task | None) -> tuple[train.Experim
   return exp, None
 
 
+def precision(cfg: Config) -> contextlib.AbstractContextManager[Any]:
+  """The context a run of ``cfg`` is built and run in: ``jax.enable_x64`` for ``model.dtype = "float64"``.
+
+  Scoped, so that a float64 run leaves the process's default (float32) as it was; the diagnostics
+  that rebuild a run's model from its checkpoint enter it too.
+  """
+  return jax.enable_x64(True) if cfg.model.dtype == "float64" else contextlib.nullcontext()
+
+
 def run(
   cfg: Config,
   out_dir: str | Path,
@@ -257,6 +268,20 @@ def run(
 
   ``command`` (the shell command that reproduces the run) is recorded in the summary for the report.
   """
+  with precision(cfg):
+    return _run(cfg, out_dir, resume=resume, progress=progress, hook=hook, task=task, command=command)
+
+
+def _run(
+  cfg: Config,
+  out_dir: str | Path,
+  *,
+  resume: bool,
+  progress: bool,
+  hook: Hook | None,
+  task: Task | None,
+  command: str | None,
+) -> dict[str, Any]:
   start = time.perf_counter()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -269,8 +294,10 @@ def run(
     ckpt_path.unlink()  # a finished run is simply run again from the start
   resuming = resume and ckpt_path.exists()
   if resuming:
-    old = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
-    if old != cfg_text:
+    # Compared as configs, not as text: a run written before a config field was added (with its
+    # default) resumes.
+    old = config.load(out / "config.toml") if (out / "config.toml").exists() else None
+    if old is None or dataclasses.replace(old, name=cfg.name) != cfg:
       raise RunError(
         f"{out}/config.toml differs from this run's resolved config; resume with the same config and --set options"
       )

@@ -142,6 +142,9 @@ _MODERN_CELLS = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "elm
 def build_model(cfg: Config, task: Task) -> Model:
   """The recurrent cell of ``cfg.model`` with a dense output layer on its outputs at every step."""
   m = cfg.model
+  # Weights are drawn in float32 and cast, so that a float64 run starts from the same net as a float32
+  # one (float64 needs jax.enable_x64: experiments.runner.precision).
+  dtype = jnp.dtype(m.dtype)
   if m.mode == "paper":
     cell = jaxrnn.lstm1997(
       m.blocks,
@@ -179,7 +182,8 @@ def build_model(cfg: Config, task: Task) -> Model:
   def init_fn(key: Array) -> ModelParams:
     k_cell, k_out = jax.random.split(key)
     readout_inputs = hidden + (task.input_size if m.output_sees_input else 0)
-    return ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, readout_inputs))
+    params = ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, readout_inputs))
+    return jax.tree.map(lambda a: a.astype(dtype), params)
 
   def apply_fn(params: ModelParams, xs: Array) -> tuple[Array, Array]:
     # Activations start at zero for every sequence (the paper resets them at each sequence start).
@@ -268,7 +272,8 @@ def eval_sequence_bytes(cfg: Config, task: Task) -> int:
   """About the bytes one evaluated sequence takes while its batch is scored (inputs, gates, outputs)."""
   m = cfg.model
   units = m.blocks * (m.block_size + 2) if m.mode == "paper" else 4 * m.hidden_size
-  return 4 * task.max_length * (2 * task.input_size + 8 * units + 4 * task.output_size)
+  itemsize = jnp.dtype(m.dtype).itemsize
+  return itemsize * task.max_length * (2 * task.input_size + 8 * units + 4 * task.output_size)
 
 
 def eval_batch_size(cfg: Config, task: Task, n: int, n_trials: int) -> int:
@@ -281,8 +286,33 @@ def eval_batch_size(cfg: Config, task: Task, n: int, n_trials: int) -> int:
   return max(1, min(256, n, EVAL_BYTES // (n_trials * per_sequence)))
 
 
+def with_dtype(task: Task, dtype: str) -> Task:
+  """``task`` with its examples' inputs and targets (sampled, and its fixed sets) in ``dtype``.
+
+  The generators make float32 data; a float64 run (``model.dtype``, under ``jax.enable_x64``) casts
+  it, so that both dtypes see the same sequences.
+  """
+  dt = jnp.dtype(dtype)
+  if dt == jnp.float32:
+    return task
+
+  def cast(ex: Example | None) -> Example | None:
+    return None if ex is None else ex._replace(xs=ex.xs.astype(dt), targets=ex.targets.astype(dt))
+
+  def casting(sample: Callable[[Array], Example]) -> Callable[[Array], Example]:
+    return lambda key: cast(sample(key))
+
+  return task._replace(
+    sample=casting(task.sample),
+    test_sample=casting(task.test_sample),
+    train_set=cast(task.train_set),
+    test_set=cast(task.test_set),
+  )
+
+
 def build(cfg: Config, task: Task) -> Experiment:
   """Compiles ``cfg`` on ``task`` into the engine's pure functions."""
+  task = with_dtype(task, cfg.model.dtype)
   t, stop = cfg.train, cfg.train.stop
   B = t.batch_size
   W = _ring_width(cfg)
@@ -448,7 +478,7 @@ def build(cfg: Config, task: Task) -> Experiment:
       is_check = (step + 1) % check_updates == 0
       wrong, mean_err = jax.lax.cond(
         is_check,
-        check,
+        lambda p, k: (lambda w, e: (w, e.astype(jnp.float32)))(*check(p, k)),  # float32 also in float64 runs
         lambda p, k: (jnp.int32(-1), jnp.float32(-1.0)),
         params,
         k_check,

@@ -259,6 +259,20 @@ def test_contract_shapes_padding_and_scoring(name):
   assert np.all(e > 0.1)
 
 
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_sequences_do_not_depend_on_x64(name):
+  """A float64 run (``model.dtype``, under ``jax.enable_x64``) trains and tests on the float32 run's sequences."""
+  task = task_of(name)
+  keys = jax.random.split(jax.random.key(3), 64)
+  for sample in (task.sample, task.test_sample):
+    want = jax.tree.map(np.asarray, jax.jit(jax.vmap(sample))(keys))
+    with jax.enable_x64(True):
+      got = jax.tree.map(np.asarray, jax.jit(jax.vmap(sample))(keys))
+    for field, a, b in zip(Example._fields, want, got, strict=True):
+      assert a.dtype == b.dtype, field
+      np.testing.assert_array_equal(a, b, err_msg=f"{name}: {field}")
+
+
 @pytest.mark.parametrize("name", ["reber", "lag2c", "noise3b", "order6b", "copy"])
 def test_jit_of_one_sample_equals_the_vmapped_batch(name):
   keys = jax.random.split(jax.random.key(1), CHUNK)

@@ -169,6 +169,17 @@ def cross_entropy(probabilities: jax.Array, example: Example) -> jax.Array:
   return jnp.sum(per_step) / n
 
 
+def coin(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
+  """Fair coin flips, ``shape`` bool: ``jax.random.bernoulli`` with a float32 ``p``.
+
+  ``bernoulli``'s default ``p = 0.5`` is a Python float, whose uniform draw is float64 under
+  ``jax.enable_x64``: other bits, other sequences. A float32 ``p`` draws the same flips in both
+  (``model.dtype = "float64"`` runs see the float32 runs' sequences), and the same as the default
+  without x64.
+  """
+  return jax.random.bernoulli(key, jnp.float32(0.5), shape)
+
+
 def randint(key: jax.Array, shape: tuple[int, ...], low: int, high: int) -> jax.Array:
   """``jax.random.randint`` with int32 output, as ``low + floor((high - low) u)`` of one uniform float draw.
 

@@ -54,7 +54,7 @@ def _lag_ab(name: str, p: int, random_middle: bool, last_only: bool = False) -> 
 
   def sample(key: jax.Array) -> Example:
     k_first, k_middle = jax.random.split(key)
-    first = jnp.where(jax.random.bernoulli(k_first), X, Y).astype(jnp.int32)
+    first = jnp.where(_common.coin(k_first), X, Y).astype(jnp.int32)
     if random_middle:
       middle = _common.randint(k_middle, (p - 1,), 0, p - 1)
     else:
@@ -150,7 +150,7 @@ def make_lag2c(*, p: int = 100, q: int = 100, max_extra: int = 100) -> Task:
 
   def sample(key: jax.Array) -> Example:
     k_class, k_tail, k_distractors = jax.random.split(key, 3)
-    cls = jax.random.bernoulli(k_class).astype(jnp.int32)  # 0: x, 1: y
+    cls = _common.coin(k_class).astype(jnp.int32)  # 0: x, 1: y
     length = q + 3 + _common.truncated_geometric(k_tail, P_END, max_extra)
     t = _common.steps(T)
     distractors = _common.randint(k_distractors, (T,), 0, p)

@@ -50,7 +50,7 @@ def _make_noise(name: str, T: int, N: int) -> Task:
 
   def sample(key: jax.Array) -> Example:
     k_class, k_length, k_noise, k_target = jax.random.split(key, 4)
-    class1 = jax.random.bernoulli(k_class)
+    class1 = _common.coin(k_class)
     length = _common.randint(k_length, (), T, T_max + 1)
     t = _common.steps(T_max)
     noise = math.sqrt(INPUT_VARIANCE) * jax.random.normal(k_noise, (T_max,), jnp.float32)

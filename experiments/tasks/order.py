@@ -49,7 +49,7 @@ def _make_order(name: str, length_min: int, length_max: int) -> Task:
     length = _common.randint(k_length, (), length_min, length_max + 1)
     t = _common.steps(length_max)
     symbols = _common.randint(k_symbols, (length_max,), 0, 4)
-    xy = jax.random.bernoulli(k_xy, 0.5, (n,)).astype(jnp.int32)  # 0: X, 1: Y
+    xy = _common.coin(k_xy, (n,)).astype(jnp.int32)  # 0: X, 1: Y
     cls = jnp.int32(0)
     for i, ((first, last), k_pos) in enumerate(zip(windows, k_positions, strict=True)):
       pos = _common.randint(k_pos, (), first - 1, last)
