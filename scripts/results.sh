@@ -39,7 +39,7 @@ for row in modern_gru_adding_t100 modern_gru_order6a modern_mgu_adding_t100 mode
 done
 run exp2c_q200_p200
 run exp4_adding_t500
-run exp2c_q500_p500 --set train.max_sequences=100000
+run exp2c_q500_p500
 run exp2c_q1000_p1000 --set train.trials=10 --set train.max_sequences=50000
 run exp2c_q1000_p500 --set train.trials=10 --set train.max_sequences=50000
 run exp2c_q1000_p200 --set train.max_sequences=50000
