@@ -47,7 +47,7 @@ run exp2c_q1000_p100 --set train.max_sequences=100000
 run exp2c_q1000_p50 --set train.max_sequences=100000
 run exp3a_t1000_n3
 run exp3b_t1000_n1
-run exp4_adding_t1000 --set train.max_sequences=700000
+run exp4_adding_t1000
 # Ablations: the paper's set-up with one change each (see each config's header and results/NOTES.md).
 run ablation_exp4_adding_t100_linear
 run ablation_exp4_adding_t500_linear
