@@ -439,9 +439,9 @@ def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
   return carry, ys, saved
 
 
-def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
-  """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``."""
-  carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, save=True)
+def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse, unroll=1):
+  """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration."""
+  carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, unroll=unroll, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
   saved = checkpoint_name(saved, SAVED)
   if reverse:  # the factors are built in processing order
@@ -463,11 +463,11 @@ def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse):
       dy = jnp.where(v[:, None], dy, jnp.zeros_like(dy))
     return new, dy
 
-  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut), reverse=reverse)
+  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut), reverse=reverse, unroll=unroll)
   return (carry, ys), (dcarry, dys)
 
 
-def _over_chunks(f, state, inputs, T, K, *, reverse, unroll=1):
+def _over_chunks(f, state, inputs, T, K, *, reverse):
   """``f(state, chunk_inputs) -> (state, chunk_outputs)`` over the time axis of ``inputs`` in chunks of ``K`` steps.
 
   A scan over the full chunks and one call for the shorter tail; the outputs
@@ -480,7 +480,7 @@ def _over_chunks(f, state, inputs, T, K, *, reverse, unroll=1):
   def run_main(state):
     if n == 0:
       return state, None
-    state, out = jax.lax.scan(f, state, main, reverse=reverse, unroll=unroll)
+    state, out = jax.lax.scan(f, state, main, reverse=reverse)
     return state, jax.tree.map(lambda a: a.reshape((n * K,) + a.shape[2:]), out)
 
   def run_tail(state):
@@ -542,7 +542,7 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
     def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
-      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, reverse=reverse)
+      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, reverse=reverse, unroll=unroll)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
     live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
@@ -554,7 +554,8 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
-      return _over_chunks(chunk, state, inp, steps, K, reverse=reverse, unroll=unroll)
+      # `unroll` unrolls the steps inside a chunk (as in the plain scan), not the loop over chunks.
+      return _over_chunks(chunk, state, inp, steps, K, reverse=reverse)
 
     state = (carry0, _instantiate(dcarry0, carry0))
     inputs = (xs, dxs, valid, cut)

@@ -1,0 +1,75 @@
+"""Does ``lax.scan``'s ``unroll`` speed up jaxrnn's fast path on CPU?
+
+Usage::
+
+  python -m benchmarks.unroll [--cells elman,lstm] [--shapes 16x1000x8x64,32x100x2x8,64x100x32x128]
+
+Times, in one process with :func:`benchmarks.timing.measure` (interleaved blocks), the training step
+(forward and backward, loss ``mean(ys ** 2)``) and the forward pass of ``jaxrnn.unroll`` with
+``unroll`` = 1, 2 and 4, for each cell and shape (the benchmark's models and inputs, see
+``benchmarks.models``). It checks that the three give the same outputs and gradients, then prints
+the medians in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn
+from benchmarks import models, timing
+
+UNROLLS = (1, 2, 4)
+
+
+def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+  """Median seconds of ``train u{n}`` and ``infer u{n}`` for every unroll factor, after checking they agree."""
+  cell = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell_name](H)
+  params = cell.init(jax.random.key(0), I)
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  calls = {}
+  first = None
+  for n in UNROLLS:
+
+    def outputs(p: Any, x: jax.Array, n: int = n) -> jax.Array:
+      return jaxrnn.unroll(cell, p, x, unroll=n)[1]
+
+    grad = jax.jit(jax.grad(lambda p, x, f=outputs: jnp.mean(f(p, x) ** 2)))
+    fwd = jax.jit(outputs)
+    got = (fwd(params, xs), grad(params, xs))
+    if first is None:
+      first = got
+    else:
+      np.testing.assert_allclose(np.asarray(got[0]), np.asarray(first[0]), rtol=1e-5, atol=1e-6)
+      for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(first[1]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+    calls[f"train u{n}"] = lambda g=grad: jax.block_until_ready(g(params, xs))
+    calls[f"infer u{n}"] = lambda f=fwd: f(params, xs).block_until_ready()
+  return timing.measure(calls, rounds=rounds, block_s=0.25)
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(prog="python -m benchmarks.unroll", description=__doc__.split("\n")[0])
+  p.add_argument("--cells", default="elman,lstm", help="comma-separated subset of lstm,gru,elman")
+  p.add_argument("--shapes", default="16x1000x8x64,32x100x2x8,64x100x32x128", help="comma-separated BxTxIxH")
+  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
+  args = p.parse_args(argv)
+  print(f"load average (1 min): {timing.load_average():.2f}")
+  head = " | ".join(f"{m} u{n}" for m in ("train", "infer") for n in UNROLLS)
+  print(f"| cell | B,T,I,H | {head} |")
+  print("|---:|---:|" + "---:|" * (2 * len(UNROLLS)))
+  for cell_name in args.cells.split(","):
+    for shape in args.shapes.split(","):
+      B, T, I, H = (int(v) for v in shape.split("x"))
+      t = time_shape(cell_name, B, T, I, H, args.rounds)
+      row = " | ".join(f"{t[f'{m} u{n}'] * 1e3:.2f}" for m in ("train", "infer") for n in UNROLLS)
+      print(f"| {cell_name} | {B},{T},{I},{H} | {row} |", flush=True)
+  print(f"load average (1 min): {timing.load_average():.2f}")
+
+
+if __name__ == "__main__":
+  main()
