@@ -87,7 +87,7 @@ class ModelConfig:
   # sigmoid on every 1997 task); "sigmoid" or "linear" override it (an ablation, not the paper's net).
   output_activation: str | None = None
   # The dtype of the weights and of the task's inputs and targets: "float32", or "float64" (run under
-  # jax.enable_x64; a precision check, about 1.5x slower).
+  # jax.enable_x64; a precision check, and slower).
   dtype: str = "float32"
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
