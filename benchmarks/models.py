@@ -32,13 +32,14 @@ def make_inputs(B: int, T: int, I: int, seed: int = 0) -> np.ndarray:
   return np.random.default_rng(seed).standard_normal((T, B, I), dtype=np.float32)
 
 
-def _jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
+def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
+  """``jaxrnn.lstm``, ``gru`` or ``elman`` with ``H`` hidden units, by name."""
   return {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell](H)
 
 
 def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) -> tuple[Call, Call]:
   """jaxrnn's (train, infer); ``impl`` is passed to ``jaxrnn.unroll`` when given."""
-  c = _jaxrnn_cell(cell, H)
+  c = jaxrnn_cell(cell, H)
   params = c.init(jax.random.key(0), xs.shape[-1])
   xs = jnp.asarray(xs)
   kwargs = {} if impl is None else {"impl": impl}

@@ -28,7 +28,7 @@ UNROLLS = (1, 2, 4)
 
 def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
   """Median seconds of ``train u{n}`` and ``infer u{n}`` for every unroll factor, after checking they agree."""
-  cell = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell_name](H)
+  cell = models.jaxrnn_cell(cell_name, H)
   params = cell.init(jax.random.key(0), I)
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls = {}

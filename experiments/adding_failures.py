@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(args: argparse.Namespace, cfg: config.Config) -> None:
-  task = train.with_dtype(runner.make_task(cfg), cfg.model.dtype)
+  task = runner.make_task(cfg)
   if task.name not in ("adding", "multiplication"):
     raise SystemExit(f"{args.run_dir} ran task {task.name!r}; this script reads 'adding' or 'multiplication' runs")
   exp = train.build(cfg, task)
+  task, model = exp.task, exp.model  # the task as the run saw it (float64 data in a float64 run)
   state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", exp.init_state())
-  model = train.build_model(cfg, task)
   ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(args.seed), args.sequences))
   rows = jnp.arange(args.sequences)
   last = ex.length - 1

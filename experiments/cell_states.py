@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: argparse.Namespace, cfg: config.Config) -> None:
   if cfg.model.cell != "lstm1997":
     raise SystemExit(f"{args.run_dir} ran cell {cfg.model.cell!r}; this script reads runs of the 'lstm1997' cell")
-  task = train.with_dtype(runner.make_task(cfg), cfg.model.dtype)
+  task = runner.make_task(cfg)
   exp = train.build(cfg, task)
+  task, model = exp.task, exp.model  # the task as the run saw it (float64 data in a float64 run)
   init = exp.init_state()
   state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", init)
   lines = (args.run_dir / "metrics.jsonl").read_text().splitlines()
   errors = json.loads(lines[-1])["train_error"] if lines else None
-  model = train.build_model(cfg, task)
   keys = jax.random.split(jax.random.key(args.seed), args.sequences)
   chunks = [keys[i : i + CHUNK] for i in range(0, args.sequences, CHUNK)]
 

@@ -358,19 +358,20 @@ def build(cfg: Config, task: Task) -> Experiment:
   check_batch = eval_batch_size(cfg, task, stop.test_size, n_trials) if stop.rule == "st12" else 0
 
   def check(params: ModelParams, key: Array) -> tuple[Array, Array]:
-    """The periodic on-device check: (wrong count, mean task error)."""
+    """The periodic on-device check: (wrong count, mean task error), int32 and float32 as the stats keep them."""
     if stop.rule == "all_correct":
       ok_train, err_train, _ = score(params, task.train_set)
       ok_test, err_test, _ = score(params, task.test_set)
-      wrong = jnp.sum(~ok_train) + jnp.sum(~ok_test)
-      return wrong.astype(jnp.int32), jnp.mean(jnp.concatenate([err_train, err_test]))
-    # st12: a fresh sample of test sequences at every check.
-    keys = jax.random.split(key, stop.test_size)
-    if check_batch < stop.test_size:  # too large to score at once (see eval_batch_size)
-      wrong, err, _ = score_keys(params, keys, check_batch)
-      return wrong.astype(jnp.int32), err / stop.test_size
-    ok, err, _ = score(params, jax.vmap(task.test_sample)(keys))
-    return jnp.sum(~ok).astype(jnp.int32), jnp.mean(err)
+      wrong, err = jnp.sum(~ok_train) + jnp.sum(~ok_test), jnp.mean(jnp.concatenate([err_train, err_test]))
+    else:  # st12: a fresh sample of test sequences at every check.
+      keys = jax.random.split(key, stop.test_size)
+      if check_batch < stop.test_size:  # too large to score at once (see eval_batch_size)
+        wrong, total, _ = score_keys(params, keys, check_batch)
+        err = total / stop.test_size
+      else:
+        ok, errs, _ = score(params, jax.vmap(task.test_sample)(keys))
+        wrong, err = jnp.sum(~ok), jnp.mean(errs)
+    return wrong.astype(jnp.int32), err.astype(jnp.float32)  # float32 also in float64 runs
 
   def sgd_update(params: ModelParams, opt_state: Any, lr: Array, grads: ModelParams) -> tuple[ModelParams, Any]:
     # optax's Adam raises a float to an int32 count, which strict dtype promotion rejects.
@@ -478,7 +479,7 @@ def build(cfg: Config, task: Task) -> Experiment:
       is_check = (step + 1) % check_updates == 0
       wrong, mean_err = jax.lax.cond(
         is_check,
-        lambda p, k: (lambda w, e: (w, e.astype(jnp.float32)))(*check(p, k)),  # float32 also in float64 runs
+        check,
         lambda p, k: (jnp.int32(-1), jnp.float32(-1.0)),
         params,
         k_check,
