@@ -61,7 +61,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
   print(f"{args.sequences} fresh sequences; wrong = absolute error >= 0.04 at the last step")
   for i in range(min(args.trials, int(state.trials.lr.shape[0]))):
     params = train.trial_params(state, i)
-    out, z = apply(params, ex.xs)
+    out, z = apply(params, model.inputs(ex))
     y = np.asarray(out[rows, last, 0])
     net = np.asarray(z[rows, last, 0])
     carry, hs = cells_at_end(params, ex.xs, ex.length)

@@ -36,6 +36,7 @@ CELL_INPUT_SQUASHES = ("paper", "logistic")
 CELL_OUTPUT_SQUASHES = ("paper", "identity")
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 DTYPES = ("float32", "float64")
+ONE_HOT_INPUTS = ("matmul", "gather")
 # Rule name -> {param: default}; a default of None marks a required param.
 STOP_RULES: dict[str, dict[str, Any]] = {
   # ST3(b): mean training error over the last `window` sequences < `error`, and those sequences all correct.
@@ -89,6 +90,11 @@ class ModelConfig:
   # The dtype of the weights and of the task's inputs and targets: "float32", or "float64" (run under
   # jax.enable_x64; a precision check, and slower).
   dtype: str = "float32"
+  # How one-hot symbol inputs (Exp 1, 2, 6, copy) reach the cell: "matmul" multiplies the one-hot
+  # vectors by the input weights, as written; "gather" reads the row of the input weights of each
+  # step's symbol instead (the same net inputs; the input weights' gradient is summed in another order,
+  # so runs differ from "matmul" ones by rounding). Much faster with many symbols (Exp 2c, p = 1000).
+  one_hot_inputs: str = "matmul"
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
   # Initial gate biases of the modern cell, e.g. {f = 3.0} (lstm, mgu) or {z = 3.0} (gru): the cell's
@@ -337,6 +343,8 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
     raise err("model.output_activation", f"must be one of {OUTPUT_ACTIVATIONS}, got {m.output_activation!r}")
   if m.dtype not in DTYPES:
     raise err("model.dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
+  if m.one_hot_inputs not in ONE_HOT_INPUTS:
+    raise err("model.one_hot_inputs", f"must be one of {ONE_HOT_INPUTS}, got {m.one_hot_inputs!r}")
 
   t = cfg.train
   if not t.lrs:

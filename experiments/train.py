@@ -74,11 +74,14 @@ class ModelParams(NamedTuple):
 
 class Model(NamedTuple):
   init: Callable[[Array], ModelParams]  # init(key) -> params
-  # apply(params, xs: (T, input_size)) -> (outputs (T, K) after the output activation, pre-activations (T, K))
+  # apply(params, inputs(example)) -> (outputs (T, K) after the output activation, pre-activations (T, K))
   apply: Callable[[ModelParams, Array], tuple[Array, Array]]
-  # step(params, carry, x: (input_size,)) -> (carry, (output (K,), pre-activation (K,))): one time step
+  # step(params, carry, inputs(example)[t]) -> (carry, (output (K,), pre-activation (K,))): one time step
   step: Callable[[ModelParams, Any, Array], tuple[Any, tuple[Array, Array]]]
   cell: jaxrnn.Cell
+  # What apply and step read of an Example: its xs (T, input_size), or with model.one_hot_inputs =
+  # "gather" its symbol ids (T,).
+  inputs: Callable[[Example], Array]
 
 
 class TrialStats(NamedTuple):
@@ -179,28 +182,60 @@ def build_model(cfg: Config, task: Task) -> Model:
     raise ValueError(f"task {task.name!r} has output_activation {name!r}; known: {tuple(_ACTIVATIONS)}")
   activation = _ACTIVATIONS[name]
 
+  gather = m.one_hot_inputs == "gather"
+  if gather and jax.eval_shape(task.sample, jax.random.key(0)).ids is None:
+    raise ValueError(
+      f"model.one_hot_inputs = 'gather' needs a task whose inputs are one-hot symbols; task {task.name!r} has "
+      "real-valued inputs (use 'matmul')"
+    )
+
+  def inputs_fn(ex: Example) -> Array:
+    if gather:
+      assert ex.ids is not None  # checked above
+      return ex.ids
+    return ex.xs
+
+  def cell_inputs(params: ModelParams, inputs: Array) -> tuple[Any, Array, Array]:
+    """(the cell's params, what the cell reads, the one-hot inputs) for ``inputs`` of ``inputs_fn``.
+
+    With "gather" the cell reads, at each step, the row of its input weights ``w_x`` that the one-hot
+    vector would select (a zero row for the padding id -1), through an identity input matrix: ``row @ I``
+    is ``row`` exactly, so the net inputs equal the "matmul" ones bit for bit, while the gradient of
+    ``w_x`` arrives through the gather (a scatter-add of the steps' net-input gradients).
+    """
+    if not gather:
+      return params.cell, inputs, inputs
+    w_x = params.cell.w_x
+    valid = (inputs >= 0)[..., None]
+    rows = jnp.where(valid, jnp.take(w_x, jnp.maximum(inputs, 0), axis=0), jnp.zeros((), w_x.dtype))
+    eye = jnp.eye(w_x.shape[-1], dtype=w_x.dtype)
+    one_hot = jax.nn.one_hot(inputs, task.input_size, dtype=w_x.dtype)  # only built if the readout reads it
+    return params.cell._replace(w_x=eye), rows, one_hot
+
   def init_fn(key: Array) -> ModelParams:
     k_cell, k_out = jax.random.split(key)
     readout_inputs = hidden + (task.input_size if m.output_sees_input else 0)
     params = ModelParams(cell.init(k_cell, task.input_size), readout.init(k_out, readout_inputs))
     return jax.tree.map(lambda a: a.astype(dtype), params)
 
-  def apply_fn(params: ModelParams, xs: Array) -> tuple[Array, Array]:
+  def apply_fn(params: ModelParams, inputs: Array) -> tuple[Array, Array]:
+    p_cell, xs, one_hot = cell_inputs(params, inputs)
     # Activations start at zero for every sequence (the paper resets them at each sequence start).
-    _, hs = jaxrnn.unroll(cell, params.cell, xs)
+    _, hs = jaxrnn.unroll(cell, p_cell, xs)
     if m.output_sees_input:
-      hs = jnp.concatenate([hs, xs], axis=-1)
+      hs = jnp.concatenate([hs, one_hot], axis=-1)
     z = readout.apply(params.out, hs)
     return activation(z), z
 
-  def step_fn(params: ModelParams, carry: Any, x: Array) -> tuple[Any, tuple[Array, Array]]:
-    carry, h = cell.apply(params.cell, carry, x)
+  def step_fn(params: ModelParams, carry: Any, inputs: Array) -> tuple[Any, tuple[Array, Array]]:
+    p_cell, x, one_hot = cell_inputs(params, inputs)
+    carry, h = cell.apply(p_cell, carry, x)
     if m.output_sees_input:
-      h = jnp.concatenate([h, x], axis=-1)
+      h = jnp.concatenate([h, one_hot], axis=-1)
     z = readout.apply(params.out, h)
     return carry, (activation(z), z)
 
-  return Model(init_fn, apply_fn, step_fn, cell)
+  return Model(init_fn, apply_fn, step_fn, cell, inputs_fn)
 
 
 def count_weights(params: ModelParams) -> int:
@@ -327,7 +362,7 @@ def build(cfg: Config, task: Task) -> Experiment:
     raise ValueError(f"stop rule 'all_correct' needs a task with fixed train/test sets; {task.name!r} has none")
 
   def forward_batch(params: ModelParams, ex: Example) -> tuple[Array, Array]:
-    return jax.vmap(model.apply, in_axes=(None, 0))(params, ex.xs)
+    return jax.vmap(model.apply, in_axes=(None, 0))(params, model.inputs(ex))
 
   def score(params: ModelParams, ex: Example) -> tuple[Array, Array, Array]:
     """Per sequence of a batch: (correct, task error, mean loss)."""
@@ -390,8 +425,9 @@ def build(cfg: Config, task: Task) -> Experiment:
     the step, applied to the C*S unit cotangents of s(t) and to E(t). S accumulates across weight changes,
     as in online RTRL.
     """
-    xs, targets, scored = ex.xs[0], ex.targets[0], ex.scored[0]  # batch_size is 1
-    carry = model.cell.initial_carry((), xs.dtype)
+    xs, targets, scored = model.inputs(ex)[0], ex.targets[0], ex.scored[0]  # batch_size is 1
+    dtype = targets.dtype
+    carry = model.cell.initial_carry((), dtype)
     CS = carry.s.shape[-1]
     sens = jax.tree.map(lambda w: jnp.zeros((CS, *w.shape), w.dtype), params.cell)
 
@@ -408,8 +444,8 @@ def build(cfg: Config, task: Task) -> Experiment:
         return (new_carry.s, e), (new_carry, out, z)
 
       (_, _), vjp_fn, (new_carry, out, z) = jax.vjp(f, params, carry.s, has_aux=True)
-      eye = jnp.eye(CS + 1, CS, dtype=xs.dtype)  # rows 0..CS-1: d s_v; row CS: nothing on s
-      e_cot = (jnp.arange(CS + 1) == CS).astype(xs.dtype)  # row CS: d E
+      eye = jnp.eye(CS + 1, CS, dtype=dtype)  # rows 0..CS-1: d s_v; row CS: nothing on s
+      e_cot = (jnp.arange(CS + 1) == CS).astype(dtype)  # row CS: d E
       d_params, d_s_prev = jax.vmap(vjp_fn)((eye, e_cot))
       grad_direct = jax.tree.map(lambda g: g[CS], d_params)
       de_ds = d_s_prev[CS]  # dE(t)/ds(t), since ds(t)/ds(t-1) = I

@@ -91,6 +91,67 @@ def test_output_activation_override_is_the_readout_without_its_sigmoid():
 
 
 # ----------------------------------------------------------------------------
+# model.one_hot_inputs = "gather" trains as the one-hot matrix product does.
+
+# (config, overrides of [train]): the truncated gradient through a sequence (Exp 2c), the per-step RTRL
+# (Exp 1), inputs also wired to the outputs (Exp 2a), and a modern cell on the fast path (GRU, Exp 6a).
+GATHER_CASES = {
+  "exp2c_q50_p50": {"task": {"p": 20, "q": 8, "max_extra": 10}},
+  "exp1_reber_3x2_lr0p5": {"train": {"update_every": "step"}},
+  "exp2a": {"task": {"p": 12}},
+  "modern_gru_order6a": {"train": {"batch_size": 4}},
+}
+
+
+def _shrunk(name: str, one_hot_inputs: str, overrides: dict) -> config.Config:
+  raw = tomllib.loads((Path(__file__).resolve().parent.parent / f"configs/{name}.toml").read_text())
+  raw["task"].setdefault("params", {}).update(overrides.get("task", {}))
+  batch = overrides.get("train", {}).get("batch_size", 1)
+  raw["train"].update(trials=2, max_sequences=4 * batch, eval_every=2 * batch, stop={"rule": "none"})
+  raw["train"].update(overrides.get("train", {}))
+  raw["model"]["one_hot_inputs"] = one_hot_inputs
+  raw["run"].update(test_size=4, fast_compile=True, checkpoint_every=2 * batch)
+  return config.from_dict(raw, source="<test>", name=name)
+
+
+@pytest.mark.parametrize("name", list(GATHER_CASES))
+def test_gather_inputs_equal_the_one_hot_matrix_product(name: str):
+  """The same net inputs bit for bit, and the same training up to the order in which gradients are summed."""
+  exps = {}
+  for mode in ("matmul", "gather"):
+    cfg = _shrunk(name, mode, GATHER_CASES[name])
+    exps[mode] = train.build(cfg, make_task(cfg.task.name, **cfg.task.params))
+  matmul, gather = exps["matmul"], exps["gather"]
+  s_matmul, s_gather = matmul.init_state(), gather.init_state()
+  chex.assert_trees_all_equal(s_matmul.trials.params, s_gather.trials.params)
+  ex = jax.vmap(matmul.task.sample)(jax.random.split(jax.random.key(5), 3))
+  assert ex.ids is not None and ex.ids.dtype == jnp.int32
+  params = train.trial_params(s_matmul, 0)
+  # The forward pass: equal outputs (the gathered row times an identity matrix is the row exactly).
+  want = jax.vmap(matmul.model.apply, in_axes=(None, 0))(params, matmul.model.inputs(ex))
+  got = jax.vmap(gather.model.apply, in_axes=(None, 0))(params, gather.model.inputs(ex))
+  chex.assert_trees_all_equal(got, want)
+  # Training: two chunks; the weight changes agree to float32 rounding.
+  before = s_matmul.trials.params
+  for _ in range(2):
+    s_matmul, s_gather = matmul.run_chunk(s_matmul), gather.run_chunk(s_gather)
+  delta = {
+    mode: jax.tree.map(jnp.subtract, s.trials.params, before)
+    for mode, s in (("matmul", s_matmul), ("gather", s_gather))
+  }
+  scale = max(float(jnp.max(jnp.abs(d))) for d in jax.tree.leaves(delta["matmul"]))
+  assert scale > 1e-5  # the weights moved
+  chex.assert_trees_all_close(delta["gather"], delta["matmul"], rtol=1e-4, atol=1e-3 * scale)
+
+
+def test_gather_inputs_need_a_one_hot_task():
+  raw = config.to_dict(paper_cfg())
+  raw["model"]["one_hot_inputs"] = "gather"
+  with pytest.raises(ValueError, match=r"model.one_hot_inputs = 'gather' needs a task whose inputs are one-hot"):
+    train.build_model(config.from_dict(raw, source="<test>"), stand_in_task())
+
+
+# ----------------------------------------------------------------------------
 # Online truncated-gradient SGD equals the paper's algorithm computed by hand.
 
 

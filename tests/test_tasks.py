@@ -38,6 +38,7 @@ PARAMS = {
   "adding_modern": {"T": 100},
   "copy": {"T": 15, "n_symbols": 8, "copy_length": 10},
 }
+ONE_HOT_TASKS = ("reber", "lag2a", "lag2b", "lag2c", "order6a", "order6b", "copy")  # symbols in, one-hot
 CHUNK = 4096  # every draw and score runs on batches of this size: one compile per configuration
 
 
@@ -234,6 +235,14 @@ def test_contract_shapes_padding_and_scoring(name):
     assert not np.any(batch.legal & ~batch.scored[:, :, None])
     if name not in ("reber", "noise3c"):
       np.testing.assert_array_equal(batch.legal, batch.targets > 0.5)
+    # Symbol ids (model.one_hot_inputs = "gather") are the one-hot inputs' indices, -1 past length.
+    if name in ONE_HOT_TASKS:
+      assert batch.ids.shape == (n, T) and batch.ids.dtype == np.int32
+      assert np.all((batch.ids[valid] >= 0) & (batch.ids[valid] < I))
+      np.testing.assert_array_equal(batch.ids[~valid], -1)
+      np.testing.assert_array_equal(np.eye(I, dtype=np.float32)[batch.ids] * valid[..., None], batch.xs)
+    else:
+      assert batch.ids is None
 
   batch = draw(name, seed=1)
   # Different keys give different sequences (lag2a has only two).
@@ -269,6 +278,9 @@ def test_sequences_do_not_depend_on_x64(name):
     with jax.enable_x64(True):
       got = jax.tree.map(np.asarray, jax.jit(jax.vmap(sample))(keys))
     for field, a, b in zip(Example._fields, want, got, strict=True):
+      if a is None:  # ids of a task with real-valued inputs
+        assert b is None, field
+        continue
       assert a.dtype == b.dtype, field
       np.testing.assert_array_equal(a, b, err_msg=f"{name}: {field}")
 
@@ -280,6 +292,9 @@ def test_jit_of_one_sample_equals_the_vmapped_batch(name):
   single = jax.jit(task_of(name).sample)
   for i in (0, 3):
     for a, b in zip(single(keys[i]), batch, strict=True):
+      if a is None:  # ids of a task with real-valued inputs
+        assert b is None
+        continue
       np.testing.assert_array_equal(np.asarray(a), b[i])
 
 

@@ -99,6 +99,7 @@ def make_example(
   scored: jax.Array,
   length: jax.Array,
   legal: jax.Array | None = None,
+  ids: jax.Array | None = None,
 ) -> Example:
   """Pads and types one example: zeroes ``xs`` past ``length`` and ``targets`` where not scored.
 
@@ -108,6 +109,8 @@ def make_example(
     scored: ``(T,)`` bool, the steps that count (all inside ``length``).
     length: ``()`` the number of valid steps.
     legal: ``(T, K)`` bool, or None for the default ``targets > 0.5`` on scored steps.
+    ids: ``(T,)`` int, the symbol index of each step where ``xs`` is ``one_hot(ids)``; None for
+      real-valued inputs. Set to -1 past ``length``.
 
   Returns:
     The :class:`Example` with float32 data, bool masks and an int32 length.
@@ -121,7 +124,9 @@ def make_example(
   if legal is None:
     legal = targets > 0.5
   legal = jnp.asarray(legal, bool) & scored[:, None]
-  return Example(xs=xs, targets=targets, scored=scored, length=length, legal=legal)
+  if ids is not None:
+    ids = jnp.where(valid, jnp.asarray(ids, jnp.int32), -1)
+  return Example(xs=xs, targets=targets, scored=scored, length=length, legal=legal, ids=ids)
 
 
 # ----------------------------------------------------------------------------

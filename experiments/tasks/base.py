@@ -21,6 +21,10 @@ class Example(NamedTuple):
   scored: jax.Array  # shape=(T,), bool; the steps whose outputs count (loss, errors, success)
   length: jax.Array  # shape=(), int32; valid steps, 1 <= length <= T
   legal: jax.Array  # shape=(T, output_size), bool; Exp 1: the legal next symbols; else targets > 0.5
+  # shape=(T,), int32: for tasks whose inputs are one-hot symbols, each step's symbol index
+  # (xs = one_hot(ids, input_size)), -1 past `length`; None for tasks with real-valued inputs.
+  # `model.one_hot_inputs = "gather"` reads these instead of xs.
+  ids: jax.Array | None = None
 
 
 class Task(NamedTuple):

@@ -63,7 +63,7 @@ def _lag_ab(name: str, p: int, random_middle: bool, last_only: bool = False) -> 
     xs = _common.one_hot(symbols[:-1], K)
     targets = _common.one_hot(symbols[1:], K)
     scored = (jnp.arange(p) == p - 1) if last_only else jnp.ones((p,), bool)
-    return _common.make_example(xs, targets, scored, jnp.int32(p))
+    return _common.make_example(xs, targets, scored, jnp.int32(p), ids=symbols[:-1])
 
   if random_middle:
 
@@ -158,7 +158,7 @@ def make_lag2c(*, p: int = 100, q: int = 100, max_extra: int = 100) -> Task:
     xs = _common.one_hot(symbols, p + 4)
     scored = _common.last_step_mask(T, length)
     targets = jnp.where(scored[:, None], _common.one_hot(cls, 2)[None, :], 0.0)
-    return _common.make_example(xs, targets, scored, length)
+    return _common.make_example(xs, targets, scored, length, ids=symbols)
 
   def correct(outputs: jax.Array, example: Example) -> jax.Array:
     return _common.max_abs_error(outputs, example) < 0.2

@@ -114,7 +114,7 @@ def make_copy(*, T: int = 100, n_symbols: int = 8, copy_length: int = 10) -> Tas
     outputs = jnp.concatenate([blanks, symbols])
     xs = _common.one_hot(inputs, n_symbols + 2)
     targets = _common.one_hot(outputs, n_symbols + 1)
-    return _common.make_example(xs, targets, jnp.ones((length,), bool), jnp.int32(length))
+    return _common.make_example(xs, targets, jnp.ones((length,), bool), jnp.int32(length), ids=inputs)
 
   def correct(probabilities: jax.Array, example: Example) -> jax.Array:
     tail = slice(length - n, length)

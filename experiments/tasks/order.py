@@ -59,7 +59,7 @@ def _make_order(name: str, length_min: int, length_max: int) -> Task:
     xs = _common.one_hot(symbols, len(SYMBOLS))
     scored = _common.last_step_mask(length_max, length)
     targets = jnp.where(scored[:, None], _common.one_hot(cls, n_classes)[None, :], 0.0)
-    return _common.make_example(xs, targets, scored, length)
+    return _common.make_example(xs, targets, scored, length, ids=symbols)
 
   def correct(outputs: jax.Array, example: Example) -> jax.Array:
     return _common.max_abs_error(outputs, example) < 0.3

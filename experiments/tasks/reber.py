@@ -90,6 +90,7 @@ def _encode(strings: list[tuple[str, list[str]]], legal_targets: bool = False) -
   """Batched, padded examples of the strings: leading axis ``len(strings)``, ``T = MAX_STRING_LENGTH - 1``."""
   n, T, K = len(strings), MAX_STRING_LENGTH - 1, len(SYMBOLS)
   xs = np.zeros((n, T, K), np.float32)
+  ids = np.full((n, T), -1, np.int32)
   targets = np.zeros((n, T, K), np.float32)
   legal = np.zeros((n, T, K), bool)
   scored = np.zeros((n, T), bool)
@@ -98,6 +99,7 @@ def _encode(strings: list[tuple[str, list[str]]], legal_targets: bool = False) -
     codes = [SYMBOLS.index(s) for s in string]
     L = len(codes) - 1
     xs[i, np.arange(L), codes[:-1]] = 1.0
+    ids[i, :L] = codes[:-1]
     targets[i, np.arange(L), codes[1:]] = 1.0
     for t in range(L):
       legal[i, t, [SYMBOLS.index(s) for s in legal_after[t]]] = True
@@ -111,6 +113,7 @@ def _encode(strings: list[tuple[str, list[str]]], legal_targets: bool = False) -
     scored=jnp.asarray(scored),
     length=jnp.asarray(length),
     legal=jnp.asarray(legal),
+    ids=jnp.asarray(ids),
   )
 
 
