@@ -100,21 +100,22 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
   keys = jax.random.split(jax.random.key(args.seed), args.sequences)
   chunks = [keys[i : i + CHUNK] for i in range(0, args.sequences, CHUNK)]
 
-  def run_one(params: train.ModelParams, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One pass over a sequence: the outputs and the cell states of every step, ``(T, K)`` and ``(T, cells)``."""
+  def run_one(params: train.ModelParams, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One pass over a sequence (``model.inputs`` of it): the outputs and the cell states of every step."""
 
     def body(carry: jaxrnn.LSTM1997Carry, x: jax.Array) -> tuple[jaxrnn.LSTM1997Carry, tuple[jax.Array, jax.Array]]:
       carry, (out, _) = model.step(params, carry, x)
       return carry, (out, carry.s)
 
-    _, (outputs, s) = jax.lax.scan(body, model.cell.initial_carry((), xs.dtype), xs)
+    dtype = params.out.w.dtype
+    _, (outputs, s) = jax.lax.scan(body, model.cell.initial_carry((), dtype), inputs)
     return outputs, s
 
   @jax.jit
   def measure(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
     """For fresh sequences: the cell states after the last valid step, correct, last targets, lengths."""
     ex = jax.vmap(task.sample)(keys)
-    outputs, s = jax.vmap(run_one, in_axes=(None, 0))(params, ex.xs)
+    outputs, s = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
     at_end = jax.vmap(lambda a, n: a[n - 1])
     return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), at_end(ex.targets, ex.length), ex.length
 

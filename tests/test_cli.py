@@ -171,8 +171,9 @@ def _end_states_by_loop(cell, params, ex):
   [
     ("exp2c_q50_p50", ["task.params.p=4", "task.params.q=6", "task.params.max_extra=5"]),
     ("exp4_adding_t100", ["task.params.T=30"]),
+    ("exp2c_q1000_p50", ["task.params.p=4", "task.params.q=6", "task.params.max_extra=5"]),  # one_hot_inputs "gather"
   ],
-  ids=["classes", "real_target"],
+  ids=["classes", "real_target", "gather"],
 )
 def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, capsys, name: str, params: list[str]):
   import jax
@@ -222,7 +223,8 @@ def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, ca
       assert float(m.group(1)) == pytest.approx(abs(means[0] - means[1]) / 2, abs=6e-3)
       assert float(m.group(2)) == pytest.approx(np.mean(sds), abs=6e-3)
   # The wrong sequences, by the task's rule on the trained net's outputs.
-  outputs, _ = jax.vmap(train.build_model(cfg, task).apply, in_axes=(None, 0))(train.trial_params(state, 0), ex.xs)
+  model = train.build_model(cfg, task)
+  outputs, _ = jax.vmap(model.apply, in_axes=(None, 0))(train.trial_params(state, 0), model.inputs(ex))
   wrong = ~np.asarray(jax.vmap(task.correct)(outputs, ex))
   m = re.search(r"\n  wrong (\d+) of (\d+); by length: (.*?)(?:; by class: (.*))?\n", printed)
   assert m, printed
