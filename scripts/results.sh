@@ -40,9 +40,9 @@ done
 run exp2c_q200_p200
 run exp4_adding_t500
 run exp2c_q500_p500
-run exp2c_q1000_p1000 --set train.trials=10 --set train.max_sequences=50000
-run exp2c_q1000_p500 --set train.trials=10 --set train.max_sequences=50000
-run exp2c_q1000_p200 --set train.max_sequences=50000
+run exp2c_q1000_p1000
+run exp2c_q1000_p500
+run exp2c_q1000_p200
 run exp2c_q1000_p100 --set train.max_sequences=100000
 run exp2c_q1000_p50 --set train.max_sequences=100000
 run exp3a_t1000_n3
