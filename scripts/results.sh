@@ -48,6 +48,15 @@ run exp2c_q1000_p50 --set train.max_sequences=300000
 run exp3a_t1000_n3
 run exp3b_t1000_n1
 run exp4_adding_t1000
+# The modern cells on two benchmarks of the later literature (Arjovsky et al. 2016; no paper row).
+run modern_lstm_adding_modern_t100
+run modern_gru_adding_modern_t100
+run modern_mgu_adding_modern_t100
+run modern_elman_adding_modern_t100
+run modern_lstm_copy_t100
+run modern_gru_copy_t100
+run modern_mgu_copy_t100
+run modern_elman_copy_t100
 # Ablations: the paper's set-up with one change each (see each config's header and results/NOTES.md).
 run ablation_exp4_adding_t100_linear
 run ablation_exp4_adding_t500_linear
