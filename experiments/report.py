@@ -56,7 +56,7 @@ def learning_curve(run: Path, png: Path) -> bool:
   ax.plot(seqs, mean, color="black", lw=1.5, label="mean over active trials")
   ax.set_yscale("log")
   ax.set_xlabel("training sequences")
-  ax.set_ylabel("training error (MSE per scored output)")
+  ax.set_ylabel("training error (mean loss per scored output)")
   ax.set_title(run.name)
   ax.legend(loc="upper right", fontsize=8)
   fig.tight_layout()
