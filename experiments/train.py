@@ -195,8 +195,8 @@ def build_model(cfg: Config, task: Task) -> Model:
       return ex.ids
     return ex.xs
 
-  def cell_inputs(params: ModelParams, inputs: Array) -> tuple[Any, Array, Array]:
-    """(the cell's params, what the cell reads, the one-hot inputs) for ``inputs`` of ``inputs_fn``.
+  def cell_inputs(params: ModelParams, inputs: Array) -> tuple[Any, Array, Array | None]:
+    """(the cell's params, what the cell reads, the one-hot inputs if the readout sees them) for ``inputs``.
 
     With "gather" the cell reads, at each step, the row of its input weights ``w_x`` that the one-hot
     vector would select (a zero row for the padding id -1), through an identity input matrix: ``row @ I``
@@ -204,12 +204,12 @@ def build_model(cfg: Config, task: Task) -> Model:
     ``w_x`` arrives through the gather (a scatter-add of the steps' net-input gradients).
     """
     if not gather:
-      return params.cell, inputs, inputs
+      return params.cell, inputs, inputs if m.output_sees_input else None
     w_x = params.cell.w_x
     valid = (inputs >= 0)[..., None]
     rows = jnp.where(valid, jnp.take(w_x, jnp.maximum(inputs, 0), axis=0), jnp.zeros((), w_x.dtype))
     eye = jnp.eye(w_x.shape[-1], dtype=w_x.dtype)
-    one_hot = jax.nn.one_hot(inputs, task.input_size, dtype=w_x.dtype)  # only built if the readout reads it
+    one_hot = jax.nn.one_hot(inputs, task.input_size, dtype=w_x.dtype) if m.output_sees_input else None
     return params.cell._replace(w_x=eye), rows, one_hot
 
   def init_fn(key: Array) -> ModelParams:
@@ -222,7 +222,7 @@ def build_model(cfg: Config, task: Task) -> Model:
     p_cell, xs, one_hot = cell_inputs(params, inputs)
     # Activations start at zero for every sequence (the paper resets them at each sequence start).
     _, hs = jaxrnn.unroll(cell, p_cell, xs)
-    if m.output_sees_input:
+    if one_hot is not None:
       hs = jnp.concatenate([hs, one_hot], axis=-1)
     z = readout.apply(params.out, hs)
     return activation(z), z
@@ -230,7 +230,7 @@ def build_model(cfg: Config, task: Task) -> Model:
   def step_fn(params: ModelParams, carry: Any, inputs: Array) -> tuple[Any, tuple[Array, Array]]:
     p_cell, x, one_hot = cell_inputs(params, inputs)
     carry, h = cell.apply(p_cell, carry, x)
-    if m.output_sees_input:
+    if one_hot is not None:
       h = jnp.concatenate([h, one_hot], axis=-1)
     z = readout.apply(params.out, h)
     return carry, (activation(z), z)
