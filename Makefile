@@ -23,6 +23,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check jaxrnn tests experiments benchmarks
 	$(PY) -m ruff format --check jaxrnn tests experiments benchmarks
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -143,7 +143,7 @@ def check_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...], *, name
   """
   exp_leaves, exp_tree = jax.tree.flatten(expected)
   try:
-    leaves = exp_tree.flatten_up_to(carry)
+    leaves = exp_tree.flatten_up_to(carry)  # type: ignore[attr-defined]  # in jaxlib, not in its stubs
   except (ValueError, TypeError) as e:
     got = jax.tree.structure(carry)
     raise InputError(f"{name} must have the structure {exp_tree}, got {got}") from e

@@ -25,6 +25,12 @@ def _bcast(v: Array, like: Array) -> Array:
   return v.reshape((1,) * (like.ndim - v.ndim) + v.shape)
 
 
+def _with_fast_path(apply_fn: Any, kind: str, **options: Any) -> Any:
+  """``apply_fn``, marked so that :func:`jaxrnn.unroll` runs its whole-sequence kernel (``jaxrnn/_src/fused.py``)."""
+  apply_fn._jaxrnn_fused = (kind, options)
+  return apply_fn
+
+
 def _zeros_carry(hidden_size: int, batch_shape: Any, dtype: Any) -> Array:
   batch_shape = base.check_batch_shape(batch_shape)
   dtype = base.check_floating_dtype("dtype", dtype)
@@ -124,9 +130,9 @@ def elman(
     h = act(z)
     return h, h
 
-  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
-  apply_fn._jaxrnn_fused = ("elman", {"hidden_size": hidden_size, "nonlinearity": nonlinearity})
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(
+    init_fn, initial_carry_fn, _with_fast_path(apply_fn, "elman", hidden_size=hidden_size, nonlinearity=nonlinearity)
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -240,9 +246,7 @@ def gru(
     h = (1.0 - z) * n + z * h
     return h, h
 
-  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
-  apply_fn._jaxrnn_fused = ("gru", {"hidden_size": H, "reset_after": reset_after})
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(init_fn, initial_carry_fn, _with_fast_path(apply_fn, "gru", hidden_size=H, reset_after=reset_after))
 
 
 # ----------------------------------------------------------------------------
@@ -339,9 +343,7 @@ def mgu(
     h = (1.0 - f) * n + f * h
     return h, h
 
-  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
-  apply_fn._jaxrnn_fused = ("mgu", {"hidden_size": H, "reset_gate": reset_gate})
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(init_fn, initial_carry_fn, _with_fast_path(apply_fn, "mgu", hidden_size=H, reset_gate=reset_gate))
 
 
 # ----------------------------------------------------------------------------
@@ -450,8 +452,8 @@ def lstm(
 
   def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
-    h_spec = jax.ShapeDtypeStruct((*x.shape[:-1], H), x.dtype)
-    base.check_carry(carry, LSTMCarry(h_spec, h_spec), tuple(x.shape[:-1]))
+    batch = tuple(x.shape[:-1])
+    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     h, c = carry
     z = x @ params.w_x + h @ params.w_h
     if params.b is not None:
@@ -471,6 +473,8 @@ def lstm(
     h = jax.nn.sigmoid(zo) * jnp.tanh(c)
     return LSTMCarry(h, c), h
 
-  # Lets jaxrnn.unroll recognise the cell and run its whole-sequence kernel (jaxrnn/_src/fused.py).
-  apply_fn._jaxrnn_fused = ("lstm", {"hidden_size": H, "forget_gate": forget_gate, "peepholes": peepholes})
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(
+    init_fn,
+    initial_carry_fn,
+    _with_fast_path(apply_fn, "lstm", hidden_size=H, forget_gate=forget_gate, peepholes=peepholes),
+  )

@@ -408,7 +408,13 @@ def _kernel(spec: Any) -> Kernel | None:
 @functools.lru_cache(maxsize=64)
 def _kernel_cached(kind: str, options: tuple[tuple[str, Any], ...]) -> Kernel | None:
   # One Kernel per cell description, so that the chunk functions built from it are cached too.
-  factory = {"elman": _elman_kernel, "gru": _gru_kernel, "mgu": _mgu_kernel, "lstm": _lstm_kernel}.get(kind)
+  factories: dict[str, Callable[..., Kernel]] = {
+    "elman": _elman_kernel,
+    "gru": _gru_kernel,
+    "mgu": _mgu_kernel,
+    "lstm": _lstm_kernel,
+  }
+  factory = factories.get(kind)
   return None if factory is None else factory(**dict(options))
 
 

@@ -105,27 +105,30 @@ def _torch_cell_params(
   input_size: int,
   w_ih: np.ndarray,
   w_hh: np.ndarray,
-  b_ih: np.ndarray | None,
-  b_hh: np.ndarray | None,
+  biases: tuple[np.ndarray, np.ndarray] | None,
   where: str,
 ) -> Any:
-  """jaxrnn params of one torch layer and direction (numpy in, jax arrays out)."""
+  """jaxrnn params of one torch layer and direction (numpy in, jax arrays out); ``biases``: ``(b_ih, b_hh)``."""
   H = hidden_size
   G = _NUM_GATES[kind]
   expected = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
-  for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
-    if value is not None and tuple(value.shape) != expected[name]:
+  named = [("weight_ih", w_ih), ("weight_hh", w_hh)] + (
+    [] if biases is None else list(zip(("bias_ih", "bias_hh"), biases))
+  )
+  for name, value in named:
+    if tuple(value.shape) != expected[name]:
       raise base.InputError(f"{name}{where} has shape {tuple(value.shape)}, expected {expected[name]}")
   w_x = jnp.array(w_ih.T)
   w_h = jnp.array(w_hh.T)
   if kind == "gru":
     b = b_hn = None
-    if b_ih is not None:
+    if biases is not None:
+      b_ih, b_hh = biases
       # bias_hh's candidate part is multiplied by the reset gate, so only its r and z parts fold into b.
       b = jnp.array(b_ih + np.concatenate([b_hh[: 2 * H], np.zeros_like(b_hh[2 * H :])]))
       b_hn = jnp.array(b_hh[2 * H :])
     return cells_lib.GRUParams(w_x=w_x, w_h=w_h, b=b, b_hn=b_hn)
-  b = None if b_ih is None else jnp.array(b_ih + b_hh)
+  b = None if biases is None else jnp.array(biases[0] + biases[1])
   if kind == "elman":
     return cells_lib.ElmanParams(w_x=w_x, w_h=w_h, b=b)
   return cells_lib.LSTMParams(w_x=w_x, w_h=w_h, b=b, w_peep=None)
@@ -190,14 +193,17 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
   H = int(module.hidden_size)
   bias = bool(module.bias)
 
-  def get(name: str) -> np.ndarray | None:
+  def get(name: str) -> np.ndarray:
     t = getattr(module, name, None)
-    return None if t is None else _tensor_to_numpy(t)
+    if t is None:
+      raise base.InputError(f"module has no parameter {name!r}")
+    return _tensor_to_numpy(t)
+
+  def biases(suffix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    return (get("bias_ih" + suffix), get("bias_hh" + suffix)) if bias else None
 
   if isinstance(module, torch.nn.RNNCellBase):
-    params = _torch_cell_params(
-      kind, H, int(module.input_size), get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), ""
-    )
+    params = _torch_cell_params(kind, H, int(module.input_size), get("weight_ih"), get("weight_hh"), biases(""), "")
     return _make_cell(kind, H, nonlinearity, bias, params.w_x.dtype), params
 
   if getattr(module, "proj_size", 0):
@@ -223,8 +229,7 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
           in_size,
           get("weight_ih" + tail),
           get("weight_hh" + tail),
-          get("bias_ih" + tail) if bias else None,
-          get("bias_hh" + tail) if bias else None,
+          biases(tail),
           tail,
         )
       )

@@ -207,8 +207,7 @@ def grud(
   def apply_fn(params: GRUDParams, carry: GRUDCarry, x: Array) -> tuple[GRUDCarry, Array]:
     base.check_step_input(x, 3 * D, params.w_x.dtype)
     batch = tuple(x.shape[:-1])
-    spec = GRUDCarry(*(jax.ShapeDtypeStruct((*batch, n), x.dtype) for n in (H, D, D)))
-    base.check_carry(carry, spec, batch)
+    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     values, m, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]
     mean = _bcast(_mean(x.dtype), values)
     x_last = jnp.where(carry.seen > 0, carry.x_last, mean)

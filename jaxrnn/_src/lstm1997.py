@@ -177,11 +177,7 @@ def lstm1997(
   def apply_fn(params: LSTM1997Params, carry: LSTM1997Carry, x: Array) -> tuple[LSTM1997Carry, Array]:
     base.check_step_input(x, int(params.w_x.shape[0]), params.w_x.dtype)
     batch = tuple(x.shape[:-1])
-    base.check_carry(
-      carry,
-      LSTM1997Carry(jax.ShapeDtypeStruct((*batch, CS), x.dtype), jax.ShapeDtypeStruct((*batch, U), x.dtype)),
-      batch,
-    )
+    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     s, y_prev = carry
     if truncated_gradient:
       # Error reaching a net input stops there: no flow back in time except through s.

@@ -140,22 +140,23 @@ def unroll(
     lengths = check_lengths(lengths, batch_shape)
 
   if impl != "reference":
-    flip = reverse and lengths is not None  # reverse each sequence's valid steps, then scan forward
+    # With lengths, reverse each sequence's valid steps, then scan forward.
+    flip = lengths if reverse and lengths is not None else None
     out = fused.unroll(
       cell,
       params,
-      reverse_valid(xs, lengths) if flip else xs,
+      xs if flip is None else reverse_valid(xs, flip),
       carry,
       lengths=lengths,
-      reverse=reverse and not flip,
+      reverse=reverse and flip is None,
       unroll=unroll,
       truncate=truncate,
       remat=remat,
     )
     if out is not None:
       carry, ys = out
-      if flip:
-        ys = reverse_valid(ys, lengths)
+      if flip is not None:
+        ys = reverse_valid(ys, flip)
       if not time_major:
         ys = jnp.moveaxis(ys, 0, -2)
       return carry, ys
