@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from benchmarks import timing
+from benchmarks import models, timing
 
 
 def supports(option: str) -> bool:
@@ -19,7 +19,7 @@ def supports(option: str) -> bool:
 
 def train_step(cell_name: str, B: int, T: int, I: int, H: int, **unroll_kwargs: Any) -> dict[str, float]:
   """Compiles one training step and returns its seconds and XLA's memory accounting in bytes."""
-  cell = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell_name](H)
+  cell = models.jaxrnn_cell(cell_name, H)
   params = cell.init(jax.random.key(0), I)
   xs = jnp.asarray(np.random.default_rng(0).standard_normal((T, B, I), dtype=np.float32))
 
@@ -28,6 +28,8 @@ def train_step(cell_name: str, B: int, T: int, I: int, H: int, **unroll_kwargs: 
 
   compiled = jax.jit(jax.grad(loss)).lower(params, xs).compile()
   mem = compiled.memory_analysis()
+  if mem is None:
+    raise RuntimeError(f"XLA reports no memory analysis on {jax.default_backend()}")
   secs = timing.measure({"step": lambda: jax.block_until_ready(compiled(params, xs))}, rounds=3, block_s=0.5)["step"]
   return {
     "seconds": secs,

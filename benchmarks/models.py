@@ -34,14 +34,15 @@ def make_inputs(B: int, T: int, I: int, seed: int = 0) -> np.ndarray:
 
 def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
   """``jaxrnn.lstm``, ``gru`` or ``elman`` with ``H`` hidden units, by name."""
-  return {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[cell](H)
+  factories: dict[str, Callable[[int], jaxrnn.Cell]] = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}
+  return factories[cell](H)
 
 
 def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) -> tuple[Call, Call]:
   """jaxrnn's (train, infer); ``impl`` is passed to ``jaxrnn.unroll`` when given."""
   c = jaxrnn_cell(cell, H)
   params = c.init(jax.random.key(0), xs.shape[-1])
-  xs = jnp.asarray(xs)
+  x = jnp.asarray(xs)
   kwargs = {} if impl is None else {"impl": impl}
 
   def outputs(p, xs):
@@ -49,7 +50,7 @@ def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) 
 
   grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
   fwd = jax.jit(outputs)
-  return (lambda: jax.block_until_ready(grad(params, xs))), (lambda: fwd(params, xs).block_until_ready())
+  return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 
 def flax_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
@@ -58,15 +59,15 @@ def flax_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
 
   module = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "elman": nn.SimpleCell}[cell](features=H)
   rnn = nn.RNN(module, time_major=True)
-  xs = jnp.asarray(xs)
-  params = rnn.init(jax.random.key(0), xs)["params"]
+  x = jnp.asarray(xs)
+  params = rnn.init(jax.random.key(0), x)["params"]
 
   def outputs(p, xs):
     return rnn.apply({"params": p}, xs)
 
   grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
   fwd = jax.jit(outputs)
-  return (lambda: jax.block_until_ready(grad(params, xs))), (lambda: fwd(params, xs).block_until_ready())
+  return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 
 def torch_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:

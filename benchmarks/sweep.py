@@ -71,9 +71,9 @@ def jaxrnn_program(trials: int, sequences: int, T: int, *, impl: str | None = No
     return jax.lax.scan(step, params, (xs, targets))[0]
 
   params = jax.vmap(init)(jax.random.split(jax.random.key(0), trials))
-  xs, targets = adding_data(np.random.default_rng(0), trials * sequences, T)
-  xs = jnp.asarray(xs.reshape(trials, sequences, T, 2))
-  targets = jnp.asarray(targets.reshape(trials, sequences, 1))
+  xs_np, targets_np = adding_data(np.random.default_rng(0), trials * sequences, T)
+  xs = jnp.asarray(xs_np.reshape(trials, sequences, T, 2))
+  targets = jnp.asarray(targets_np.reshape(trials, sequences, 1))
   program = jax.jit(jax.vmap(train))
   return lambda: jax.block_until_ready(program(params, xs, targets))
 
@@ -88,8 +88,8 @@ def torch_loop(sequences: int, T: int) -> Callable[[], None]:
   (w_x, w_h, b_cell, b_in, b_out), (w_o, b_o) = p
   weights = [w_x, w_h, b_cell, b_in, b_out, w_o, b_o]
   C, S = 2, 2
-  xs, targets = adding_data(np.random.default_rng(0), sequences, T)
-  xs, targets = torch.from_numpy(xs), torch.from_numpy(targets)
+  xs_np, targets_np = adding_data(np.random.default_rng(0), sequences, T)
+  xs, targets = torch.from_numpy(xs_np), torch.from_numpy(targets_np)
 
   def run() -> None:
     for n in range(sequences):

@@ -9,14 +9,14 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
-def measure(fns: dict[str, Callable[[], Any]], *, rounds: int = 5, block_s: float = 0.2) -> dict[str, float]:
+def measure(fns: Mapping[str, Callable[..., Any]], *, rounds: int = 5, block_s: float = 0.2) -> dict[str, float]:
   """Median seconds per call of each blocking callable, measured in interleaved blocks.
 
   Every callable is warmed up first (the first call compiles). Then, ``rounds``
@@ -53,7 +53,11 @@ def matmul_rate(sizes: tuple[int, ...] = (1024, 2048), *, rounds: int = 5) -> tu
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     mm = jax.jit(jnp.matmul)
-    secs = measure({"mm": lambda a=a, b=b, mm=mm: mm(a, b).block_until_ready()}, rounds=rounds, block_s=0.2)["mm"]
+
+    def call(a: jax.Array = a, b: jax.Array = b, mm: Callable[..., jax.Array] = mm) -> jax.Array:
+      return mm(a, b).block_until_ready()
+
+    secs = measure({"mm": call}, rounds=rounds, block_s=0.2)["mm"]
     best = max(best, (2.0 * n**3 / secs, n))
   return best
 

@@ -16,7 +16,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -32,7 +32,7 @@ def save(path: str | Path, state: Any, meta: dict[str, Any]) -> None:
   meta = {**meta, "format": FORMAT, "num_leaves": len(leaves)}
   arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
   buf = io.BytesIO()
-  np.savez(buf, **arrays)
+  np.savez(buf, **cast(dict[str, Any], arrays))  # numpy's stubs type **kwds as its allow_pickle flag
   tmp = path.with_name(path.name + ".tmp")
   with open(tmp, "wb") as f:
     f.write(buf.getvalue())

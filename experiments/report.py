@@ -105,7 +105,7 @@ def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path
       "| wrong ours / paper | test error | truncated | curve |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    notes: list[str] = []
+    baselines: list[str] = []
     for run, s in items:
       paper = s.get("paper") or {}
       png = figures / f"{run.name}.png"
@@ -120,10 +120,10 @@ def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path
         f"{'yes' if s['truncated'] else 'no'} | {curve} |"
       )
       for line in _baselines(s) + list(s.get("paper_baselines", [])):
-        if line not in notes:
-          notes.append(line)
-    if notes:
-      text += ["", "Baselines: " + "; ".join(notes) + "."]
+        if line not in baselines:
+          baselines.append(line)
+    if baselines:
+      text += ["", "Baselines: " + "; ".join(baselines) + "."]
     text += ["", "Commands (wall time of each run on the machine in its summary's `hardware`):", ""]
     for _, s in items:
       cmd = s.get("command") or f"python -m experiments run configs/{s['config']}.toml"

@@ -76,11 +76,11 @@ def _write_atomic(path: Path, text: str) -> None:
 def _ring_means(stats: train.TrialStats) -> np.ndarray:
   W = stats.ring_mse.shape[-1]
   filled = np.minimum(stats.sequences, W)
-  return np.where(filled > 0, stats.ring_mse.sum(-1) / np.maximum(filled, 1), np.nan)
+  return np.asarray(np.where(filled > 0, stats.ring_mse.sum(-1) / np.maximum(filled, 1), np.nan))
 
 
 def _done(stats: train.TrialStats, max_sequences: int) -> np.ndarray:
-  return stats.solved | (stats.sequences >= max_sequences)
+  return np.asarray(stats.solved | (stats.sequences >= max_sequences))
 
 
 def _metrics_line(cfg: Config, step: int, stats: train.TrialStats, wall_s: float) -> dict[str, Any]:

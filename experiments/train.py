@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +63,7 @@ from experiments.tasks.base import Example, Task
 
 Array = jax.Array
 Params = Any  # a pytree of arrays
+V = TypeVar("V")
 
 
 class ModelParams(NamedTuple):
@@ -125,7 +126,7 @@ class Experiment(NamedTuple):
   chunk_updates: int  # updates per run_chunk call
   trial_info: list[dict[str, Any]]  # per trial: {"seed": ..., "lr": ...}
   init_state: Callable[[], State]
-  run_chunk: Callable[[State], State]  # jitted
+  run_chunk: jax.stages.Wrapped  # chunk_fn under jax.jit: (state) -> state
   test: Callable[[ModelParams], dict[str, Array]]  # jitted; per-trial arrays of the final test
   chunk_fn: Callable[[State], State]  # run_chunk before jax.jit (for tracing tests)
 
@@ -139,7 +140,12 @@ _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
   "linear": lambda z: z,
   "softmax": lambda z: jax.nn.softmax(z, axis=-1),
 }
-_MODERN_CELLS = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "elman": jaxrnn.elman}
+_MODERN_CELLS: dict[str, Callable[..., jaxrnn.Cell]] = {
+  "lstm": jaxrnn.lstm,
+  "gru": jaxrnn.gru,
+  "mgu": jaxrnn.mgu,
+  "elman": jaxrnn.elman,
+}
 
 
 def build_model(cfg: Config, task: Task) -> Model:
@@ -278,6 +284,13 @@ def make_optimizer(cfg: Config) -> optax.GradientTransformation:
 # The engine
 
 
+def _required(value: V | None, what: str, rule: str) -> V:
+  """``value``, which the stopping rule ``rule`` needs (config validation has checked it is set)."""
+  if value is None:
+    raise ValueError(f"stopping rule {rule!r} needs {what}")
+  return value
+
+
 def _ring_width(cfg: Config) -> int:
   stop = cfg.train.stop
   if stop.window is not None:
@@ -331,8 +344,8 @@ def with_dtype(task: Task, dtype: str) -> Task:
   if dt == jnp.float32:
     return task
 
-  def cast(ex: Example | None) -> Example | None:
-    return None if ex is None else ex._replace(xs=ex.xs.astype(dt), targets=ex.targets.astype(dt))
+  def cast(ex: Example) -> Example:
+    return ex._replace(xs=ex.xs.astype(dt), targets=ex.targets.astype(dt))
 
   def casting(sample: Callable[[Array], Example]) -> Callable[[Array], Example]:
     return lambda key: cast(sample(key))
@@ -340,8 +353,8 @@ def with_dtype(task: Task, dtype: str) -> Task:
   return task._replace(
     sample=casting(task.sample),
     test_sample=casting(task.test_sample),
-    train_set=cast(task.train_set),
-    test_set=cast(task.test_set),
+    train_set=None if task.train_set is None else cast(task.train_set),
+    test_set=None if task.test_set is None else cast(task.test_set),
   )
 
 
@@ -390,19 +403,20 @@ def build(cfg: Config, task: Task) -> Experiment:
     return jnp.sum(wrong), jnp.sum(err), jnp.sum(loss)
 
   n_trials = len(info)
-  check_batch = eval_batch_size(cfg, task, stop.test_size, n_trials) if stop.rule == "st12" else 0
+  check_size = _required(stop.test_size, "train.stop.test_size", stop.rule) if stop.rule == "st12" else 0
+  check_batch = eval_batch_size(cfg, task, check_size, n_trials) if stop.rule == "st12" else 0
 
   def check(params: ModelParams, key: Array) -> tuple[Array, Array]:
     """The periodic on-device check: (wrong count, mean task error), int32 and float32 as the stats keep them."""
     if stop.rule == "all_correct":
-      ok_train, err_train, _ = score(params, task.train_set)
-      ok_test, err_test, _ = score(params, task.test_set)
+      ok_train, err_train, _ = score(params, _required(task.train_set, "a task with a fixed training set", stop.rule))
+      ok_test, err_test, _ = score(params, _required(task.test_set, "a task with a fixed test set", stop.rule))
       wrong, err = jnp.sum(~ok_train) + jnp.sum(~ok_test), jnp.mean(jnp.concatenate([err_train, err_test]))
     else:  # st12: a fresh sample of test sequences at every check.
-      keys = jax.random.split(key, stop.test_size)
-      if check_batch < stop.test_size:  # too large to score at once (see eval_batch_size)
+      keys = jax.random.split(key, check_size)
+      if check_batch < check_size:  # too large to score at once (see eval_batch_size)
         wrong, total, _ = score_keys(params, keys, check_batch)
-        err = total / stop.test_size
+        err = total / check_size
       else:
         ok, errs, _ = score(params, jax.vmap(task.test_sample)(keys))
         wrong, err = jnp.sum(~ok), jnp.mean(errs)
@@ -497,18 +511,18 @@ def build(cfg: Config, task: Task) -> Experiment:
       # Choice: the "training error" averaged is the task's per-sequence `error` (adding: the squared
       # error at the last step; temporal order: the squared error summed over the outputs), over the
       # same W sequences.
-      holds = (streak >= W) & (jnp.mean(ring_error) < stop.error)
+      holds = (streak >= W) & (jnp.mean(ring_error) < _required(stop.error, "train.stop.error", stop.rule))
     elif stop.rule == "successive":
       # Choice: success is counted at the start of the successful streak (the paper's Exp 2a/2b report
       # 5,040 / 5,680 sequences, fewer than the 10,000 successive sequences the criterion needs); the
       # trial trains on (online) until the streak reaches `count`, recorded as stopped_at.
-      holds = streak >= stop.count
+      holds = streak >= _required(stop.count, "train.stop.count", stop.rule)
       report_at = streak_start
     elif stop.rule == "recent_errors":
       # Exp 5: fewer than n_seq of the last W training sequences had absolute error > 0.04.
       # Choice: "absolute error > 0.04" is the task's `correct` (absolute error < 0.04) negated, so the
       # rule counts wrongly processed sequences among the last W (needs W sequences seen).
-      holds = (seen >= W) & (jnp.sum(ring_wrong) < stop.max_count)
+      holds = (seen >= W) & (jnp.sum(ring_wrong) < _required(stop.max_count, "train.stop.max_count", stop.rule))
     elif stop.rule in ("all_correct", "st12"):
       # Checked every `check_every` sequences on the params after this update. `step` is shared by all
       # trials (not vmapped), so this is a real branch, not a select that would check at every update.
