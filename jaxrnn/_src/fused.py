@@ -60,10 +60,10 @@ class Kernel(NamedTuple):
   Attributes:
     project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
     step: ``(params, carry, x_t) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
-      the derivative besides the outputs ``y`` (every cell here outputs ``y = h``, kept once).
-    knowns: ``(params, carry_in, saved, ys) -> (h_prev, knowns)`` from the saved values and outputs
-      of a chunk's steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of
-      the step's tangent, computed with vectorised elementwise operations only.
+      the derivative (every cell here outputs ``y = h``).
+    knowns: ``(params, carry_in, saved) -> (h_prev, knowns)`` from the saved values of a chunk's
+      steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of the
+      step's tangent, computed with vectorised elementwise operations only.
     lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns) -> lin``: the tangent terms that are
       matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
       ``(K, B, ...)``; tangents may be ``SymbolicZero``.
@@ -170,9 +170,10 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def step(p, h, x):
     z = _xh(p, x, h)
     h = jax.nn.relu(z) if relu else jnp.tanh(z)
-    return h, h, ()
+    return h, h, (h,)
 
-  def knowns(p, h0, saved, h):
+  def knowns(p, h0, saved):
+    (h,) = saved
     d = (h > 0).astype(h.dtype) if relu else 1.0 - h * h
     return _shift(h, h0), (d,)
 
@@ -206,15 +207,15 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       r, z = rz[:, :H], rz[:, H:]
       n = jnp.tanh(gx[:, 2 * H :] + r * hn)
       h = (1.0 - z) * n + z * h
-      return h, h, (rz, n, hn)
+      return h, h, (rz, n, hn, h)
     rz = _sigmoid(gx[:, : 2 * H] + h @ p.w_h[:, : 2 * H])
     r, z = rz[:, :H], rz[:, H:]
     n = jnp.tanh(gx[:, 2 * H :] + (r * h) @ p.w_h[:, 2 * H :])
     h = (1.0 - z) * n + z * h
-    return h, h, (rz, n)
+    return h, h, (rz, n, h)
 
-  def knowns(p, h0, saved, h):
-    rz, n = saved[0], saved[1]
+  def knowns(p, h0, saved):
+    rz, n, h = saved[0], saved[1], saved[-1]
     h_prev = _shift(h, h0)
     r, z = rz[..., :H], rz[..., H:]
     drz_f, dn_f = rz - rz * rz, 1.0 - n * n
@@ -278,10 +279,10 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     else:
       n = jnp.tanh(gx[:, H:] + hn)
     h = (1.0 - f) * n + f * h
-    return h, h, (f, n, hn)
+    return h, h, (f, n, hn, h)
 
-  def knowns(p, h0, saved, h):
-    f, n, hn = saved
+  def knowns(p, h0, saved):
+    f, n, hn, h = saved
     h_prev = _shift(h, h0)
     df_f, n_omf = f - f * f, (1.0 - n * n) * (1.0 - f)
     # dh' = sum over the f, n blocks of v * q + f dh, with v = a + dgh * [1, f] (or [1, 1]).
@@ -353,8 +354,7 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     h = o * jnp.tanh(c)
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved, ys):
-    del ys  # h = o tanh(c) is recomputed from s and c, which are kept anyway
+  def knowns(p, carry0, saved):
     s, c = saved
     c_prev = _shift(c, carry0.c)
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
@@ -449,11 +449,10 @@ def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse, unro
   """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration."""
   carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, unroll=unroll, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
-  saved, ys = checkpoint_name((saved, ys), SAVED)
-  fwd = (saved, ys)
+  saved = checkpoint_name(saved, SAVED)
   if reverse:  # the factors are built in processing order
-    fwd = jax.tree.map(lambda a: a[::-1], fwd)
-  h_prev, kn = kernel.knowns(p, carry0, *fwd)
+    saved = jax.tree.map(lambda a: a[::-1], saved)
+  h_prev, kn = kernel.knowns(p, carry0, saved)
   if reverse:
     h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
   lin = kernel.lin(p, dp, x, dx, h_prev, kn)
