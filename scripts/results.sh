@@ -44,7 +44,7 @@ run exp2c_q1000_p1000
 run exp2c_q1000_p500
 run exp2c_q1000_p200
 run exp2c_q1000_p100
-run exp2c_q1000_p50 --set train.max_sequences=300000
+run exp2c_q1000_p50
 run exp3a_t1000_n3
 run exp3b_t1000_n1
 run exp4_adding_t1000
