@@ -1,10 +1,11 @@
-"""Do XLA CPU's library-fusion flags (XNNPACK, YNNPACK, oneDNN for dots) speed up ``jaxrnn.unroll``?
+"""Do XLA CPU's library-fusion flags (XNNPACK, YNNPACK, oneDNN) speed up ``jaxrnn.unroll``?
 
 Usage::
 
   python -m benchmarks.xla_flags [--shape 64x100x32x128] [--rounds 7]
 
-XLA reads ``XLA_FLAGS`` once, when JAX starts, so each flag setting runs in its own child process
+The settings hand the dots, or (``eltwise``) also the elementwise operations, to a library. XLA reads
+``XLA_FLAGS`` once, when JAX starts, so each flag setting runs in its own child process
 (``python -m benchmarks.xla_flags --child``), which times the LSTM's forward pass (inference) and its
 training step (forward + backward of a sum of squares) with :func:`benchmarks.timing.measure` and checks its
 outputs against the parent's plain run. The parent prints one row per setting; a setting that fails to
@@ -22,6 +23,7 @@ import sys
 SETTINGS = (
   "",
   "--xla_cpu_experimental_ynn_fusion_type=individual_dot",
+  "--xla_cpu_experimental_ynn_fusion_type=individual_dot,eltwise",
   "--xla_cpu_experimental_xnn_fusion_type=individual_dot",
   "--xla_cpu_experimental_onednn_fusion_type=dot",
 )
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
     name = f"`{flags}`" if flags else "(none)"
     if run.returncode != 0:
-      print(f"| {name} | failed: {run.stderr.strip().splitlines()[-1][:80]} | |")
+      error = run.stderr.strip().splitlines()[-1].split("Error dispatching computation: ")[-1]
+      print(f"| {name} | failed: {error[:100]} | |")
       continue
     r = json.loads(run.stdout.strip().splitlines()[-1])
     if base is None:
