@@ -403,8 +403,10 @@ def build(cfg: Config, task: Task) -> Experiment:
     return jnp.sum(wrong), jnp.sum(err), jnp.sum(loss)
 
   n_trials = len(info)
-  check_size = _required(stop.test_size, "train.stop.test_size", stop.rule) if stop.rule == "st12" else 0
-  check_batch = eval_batch_size(cfg, task, check_size, n_trials) if stop.rule == "st12" else 0
+  check_size = check_batch = 0
+  if stop.rule == "st12":
+    check_size = _required(stop.test_size, "train.stop.test_size", stop.rule)
+    check_batch = eval_batch_size(cfg, task, check_size, n_trials)
 
   def check(params: ModelParams, key: Array) -> tuple[Array, Array]:
     """The periodic on-device check: (wrong count, mean task error), int32 and float32 as the stats keep them."""

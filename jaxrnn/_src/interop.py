@@ -112,9 +112,9 @@ def _torch_cell_params(
   H = hidden_size
   G = _NUM_GATES[kind]
   expected = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
-  named = [("weight_ih", w_ih), ("weight_hh", w_hh)] + (
-    [] if biases is None else list(zip(("bias_ih", "bias_hh"), biases))
-  )
+  named = [("weight_ih", w_ih), ("weight_hh", w_hh)]
+  if biases is not None:
+    named += [("bias_ih", biases[0]), ("bias_hh", biases[1])]
   for name, value in named:
     if tuple(value.shape) != expected[name]:
       raise base.InputError(f"{name}{where} has shape {tuple(value.shape)}, expected {expected[name]}")
