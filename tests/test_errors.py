@@ -130,6 +130,29 @@ def test_lengths_of_the_wrong_shape_or_dtype():
     jaxrnn.unroll(cell, params, xs, lengths=[1.0, 2.0])
 
 
+def test_concrete_lengths_outside_the_time_axis():
+  """Known lengths outside [0, T] are an error; traced ones (under jit) act as the nearest end of the range."""
+  cell, params = CELLS["gru"], PARAMS["gru"]
+  xs = jax.random.normal(KEY, (5, 2, I))
+  layer = jaxrnn.rnn(cell)
+  runs = (
+    lambda xs, lengths: jaxrnn.unroll(cell, params, xs, lengths=lengths)[1],
+    lambda xs, lengths: jaxrnn.unroll(cell, params, xs, lengths=lengths, reverse=True)[1],
+    lambda xs, lengths: layer.apply(params, xs, lengths=lengths)[1],
+    lambda xs, lengths: jaxrnn.last_step(xs, lengths),
+  )
+  for run in runs:
+    for bad, lo, hi in (([6, 2], 2, 6), ([-1, 2], -1, 2)):
+      with pytest.raises(
+        ValueError, match=rf"lengths must be in \[0, 5\] \(the number of time steps\), got values from {lo} to {hi}"
+      ):
+        run(xs, jnp.array(bad))
+    # Under jit the values are unknown at trace time: 6 runs as 5 and -1 as 0.
+    got = jax.jit(run)(xs, jnp.array([6, -1]))
+    want = run(xs, jnp.array([5, 0]))
+    assert jnp.array_equal(got, want)
+
+
 # ----------------------------------------------------------------------------
 # Carries
 
@@ -149,6 +172,49 @@ def test_wrong_carry_shape(name):
   half = jax.tree.map(lambda a: a.astype(jnp.float16), cell.initial_carry((2,)))
   match = r"carry leaf 0 has dtype float16, expected float32"
   raises_eager_and_jit(TypeError, match, lambda xs, c: jaxrnn.unroll(cell, params, xs, c), xs, half)
+
+
+# ----------------------------------------------------------------------------
+# Params
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_params_of_a_cell_of_another_size(name):
+  cell = CELLS[name]
+  other = {"lstm1997": jaxrnn.lstm1997(3, 2)}.get(name) or getattr(jaxrnn, name)(H + 2)
+  params = other.init(KEY, I)
+  want = jax.eval_shape(lambda: cell.init(KEY, I)).w_x.shape
+  match = (
+    rf"params.w_x has shape \({I}, {params.w_x.shape[1]}\), expected \({I}, {want[1]}\) "
+    r"\(were the params made by a cell of another size\?\)"
+  )
+  raises_eager_and_jit(ValueError, match, lambda xs: jaxrnn.unroll(cell, params, xs), jnp.ones((5, 2, I)))
+  raises_eager_and_jit(ValueError, match, lambda x: cell.apply(params, cell.initial_carry((2,)), x), jnp.ones((2, I)))
+
+
+def test_params_of_another_cell_or_with_other_options():
+  xs = jnp.ones((5, 2, I))
+  run = lambda cell, params: jaxrnn.unroll(cell, params, xs)  # noqa: E731
+  with pytest.raises(TypeError, match=r"params must be LSTMParams \(what this cell's init returns\), got GRUParams"):
+    run(CELLS["lstm"], PARAMS["gru"])
+  with pytest.raises(TypeError, match=r"params must be GRUParams .*, got dict"):
+    run(CELLS["gru"], PARAMS["gru"]._asdict())
+  # Without these checks, peephole weights were silently ignored or silently missing.
+  peep = jaxrnn.lstm(H, peepholes=True)
+  with pytest.raises(ValueError, match=r"params.w_peep must be None for this cell .*e.g. bias or peepholes"):
+    run(CELLS["lstm"], peep.init(KEY, I))
+  with pytest.raises(ValueError, match=r"params.w_peep is None, but this cell needs an array of shape \(3, 4\)"):
+    run(peep, PARAMS["lstm"])
+  with pytest.raises(ValueError, match=r"params.b is None, but this cell needs an array of shape \(12,\)"):
+    run(CELLS["gru"], PARAMS["gru"]._replace(b=None))
+  with pytest.raises(ValueError, match=r"params.b_cell must be None for this cell"):
+    run(jaxrnn.lstm1997(2, 2, bias="gates"), jaxrnn.lstm1997(2, 2, bias="all").init(KEY, I))
+  grud = jaxrnn.grud(H, 2)
+  with pytest.raises(ValueError, match=r"params.w_gh has shape \(2, 5\), expected \(2, 4\)"):
+    jaxrnn.unroll(grud, grud.init(KEY, 6)._replace(w_gh=jnp.zeros((2, 5))), jnp.ones((5, 2, 6)))
+  decay = jaxrnn.time_decay(CELLS["gru"])
+  with pytest.raises(TypeError, match=r"params must be TimeDecayParams .*, got GRUParams"):
+    run(decay, PARAMS["gru"])
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm1997"])

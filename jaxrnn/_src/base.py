@@ -7,6 +7,7 @@ from deep inside a `lax.scan`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -133,6 +134,56 @@ def check_step_input(x: Any, input_size: int, param_dtype: Any, *, name: str = "
       f"but the cell was initialised with input_size {input_size}"
     )
   return x
+
+
+def params_spec(init: Callable[[PRNGKey, int], Any]) -> Callable[[int], Any]:
+  """``input_size -> jax.eval_shape`` of ``init``: the params a cell's init makes, as shapes (cached)."""
+
+  @functools.cache
+  def spec(input_size: int) -> Any:
+    return jax.eval_shape(lambda: init(jax.random.key(0), input_size))
+
+  return spec
+
+
+def check_params_type(params: Any, expected_type: type, *, name: str = "params") -> None:
+  """Raises unless ``params`` is an ``expected_type`` (the NamedTuple a cell's init returns)."""
+  if not isinstance(params, expected_type):
+    raise InputTypeError(
+      f"{name} must be {expected_type.__name__} (what this cell's init returns), got {type(params).__name__}"
+    )
+
+
+def check_params(params: Any, expected: Any, *, name: str = "params") -> None:
+  """Checks that ``params`` has the fields and shapes of ``expected`` (a :func:`params_spec`).
+
+  Params made by a cell of another size, or with other options (``bias``,
+  ``peepholes``), raise here, naming the field, instead of failing inside a
+  matrix product or running without the missing weights.
+  """
+  check_params_type(params, type(expected), name=name)
+  is_none = lambda v: v is None  # noqa: E731
+  want = jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)[0]
+  got = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
+  keys = [jax.tree_util.keystr(path) for path, _ in want]
+  if keys != [jax.tree_util.keystr(path) for path, _ in got]:
+    raise InputError(f"{name} must have the fields {keys}, got {[jax.tree_util.keystr(p) for p, _ in got]}")
+  other = "were the params made by a cell with other options, e.g. bias or peepholes?"
+  for key, (_, exp), (_, leaf) in zip(keys, want, got):
+    where = f"{name}{key}"
+    if exp is None and leaf is not None:
+      raise InputError(f"{where} must be None for this cell (its init makes none; {other})")
+    if exp is not None and leaf is None:
+      raise InputError(f"{where} is None, but this cell needs an array of shape {tuple(exp.shape)} ({other})")
+    if exp is None:
+      continue
+    if not hasattr(leaf, "shape"):
+      raise InputTypeError(f"{where} must be an array, got {type(leaf).__name__}")
+    if tuple(leaf.shape) != tuple(exp.shape):
+      raise InputError(
+        f"{where} has shape {tuple(leaf.shape)}, expected {tuple(exp.shape)} "
+        "(were the params made by a cell of another size?)"
+      )
 
 
 def check_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...], *, name: str = "carry") -> None:

@@ -118,11 +118,15 @@ def elman(
       b=bias_init(kb, (hidden_size,), param_dtype) if bias else None,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(hidden_size, batch_shape, dtype)
 
   def apply_fn(params: ElmanParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_params_type(params, ElmanParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    base.check_params(params, params_spec(_input_size(params.w_x)))
     _check_h(carry, x, hidden_size)
     z = x @ params.w_x + carry @ params.w_h
     if params.b is not None:
@@ -220,11 +224,15 @@ def gru(
       b_hn=b_hn,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(H, batch_shape, dtype)
 
   def apply_fn(params: GRUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_params_type(params, GRUParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    base.check_params(params, params_spec(_input_size(params.w_x)))
     _check_h(carry, x, H)
     h = carry
     gx = x @ params.w_x
@@ -322,11 +330,15 @@ def mgu(
       b_hn=b_hn,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(H, batch_shape, dtype)
 
   def apply_fn(params: MGUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+    base.check_params_type(params, MGUParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    base.check_params(params, params_spec(_input_size(params.w_x)))
     _check_h(carry, x, H)
     h = carry
     gx = x @ params.w_x
@@ -447,11 +459,15 @@ def lstm(
       w_peep=peephole_init(kp, (G - 1, H), param_dtype) if peepholes else None,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> LSTMCarry:
     return LSTMCarry(_zeros_carry(H, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
 
   def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+    base.check_params_type(params, LSTMParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
+    base.check_params(params, params_spec(_input_size(params.w_x)))
     batch = tuple(x.shape[:-1])
     base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     h, c = carry

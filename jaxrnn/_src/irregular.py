@@ -83,6 +83,7 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
     return cell.initial_carry(batch_shape, dtype)
 
   def apply_fn(params: TimeDecayParams, carry: Any, x: Array) -> tuple[Any, Array]:
+    base.check_params_type(params, TimeDecayParams)
     if not hasattr(x, "ndim") or x.ndim < 1 or x.shape[-1] < 2:
       raise base.InputError(
         f"x must have shape (*batch, features + 1) with the time gap last, got {getattr(x, 'shape', x)}"
@@ -199,13 +200,17 @@ def grud(
       b_gh=jnp.zeros((H,), param_dtype),
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> GRUDCarry:
     batch_shape = base.check_batch_shape(batch_shape)
     dtype = base.check_floating_dtype("dtype", dtype)
     return GRUDCarry(*(jnp.zeros((*batch_shape, n), dtype) for n in (H, D, D)))
 
   def apply_fn(params: GRUDParams, carry: GRUDCarry, x: Array) -> tuple[GRUDCarry, Array]:
+    base.check_params_type(params, GRUDParams)
     base.check_step_input(x, 3 * D, params.w_x.dtype)
+    base.check_params(params, params_spec(3 * D))
     batch = tuple(x.shape[:-1])
     base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     values, m, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]

@@ -63,7 +63,7 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
     if not tm:
       xs = jnp.moveaxis(xs, -2, 0)
     if lengths is not None:
-      lengths = unroll_lib.check_lengths(lengths, tuple(xs.shape[1:-1]))
+      lengths = unroll_lib.check_lengths(lengths, tuple(xs.shape[1:-1]), xs.shape[0])
     if key is not None and not isinstance(key, jax.Array):
       raise base.InputTypeError(f"key must be a PRNG key array (jax.random.key), got {type(key).__name__}")
     carry, ys = apply_tm(params, xs, carry, lengths=lengths, key=key)
@@ -313,8 +313,8 @@ def last_step(ys: Array, lengths: Array | None = None, *, time_major: bool = Tru
 
   Args:
     ys: ``(T, *batch, F)`` (or ``(*batch, T, F)`` with ``time_major=False``).
-    lengths: ``(*batch,)`` integer lengths; None means every sequence has length ``T``.
-      A length of 0 gives zeros.
+    lengths: ``(*batch,)`` integer lengths in ``[0, T]``; None means every sequence has
+      length ``T``. A length of 0 gives zeros.
 
   Returns:
     ``(*batch, F)``.
@@ -324,7 +324,7 @@ def last_step(ys: Array, lengths: Array | None = None, *, time_major: bool = Tru
     ys = jnp.moveaxis(ys, -2, 0)
   if lengths is None:
     return ys[-1]
-  lengths = unroll_lib.check_lengths(lengths, tuple(ys.shape[1:-1]))
+  lengths = unroll_lib.check_lengths(lengths, tuple(ys.shape[1:-1]), ys.shape[0])
   idx = jnp.clip(lengths - 1, 0, ys.shape[0] - 1)
   idx = jnp.broadcast_to(idx.reshape((1,) + idx.shape + (1,)), (1,) + ys.shape[1:])
   out = jnp.take_along_axis(ys, idx, axis=0)[0]

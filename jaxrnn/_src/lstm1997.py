@@ -169,13 +169,17 @@ def lstm1997(
       b_out=gate_b(ko, output_gate_bias) if bias != "none" and output_gate else None,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> LSTM1997Carry:
     batch_shape = base.check_batch_shape(batch_shape)
     dtype = base.check_floating_dtype("dtype", dtype)
     return LSTM1997Carry(jnp.zeros((*batch_shape, CS), dtype), jnp.zeros((*batch_shape, U), dtype))
 
   def apply_fn(params: LSTM1997Params, carry: LSTM1997Carry, x: Array) -> tuple[LSTM1997Carry, Array]:
+    base.check_params_type(params, LSTM1997Params)
     base.check_step_input(x, int(params.w_x.shape[0]), params.w_x.dtype)
+    base.check_params(params, params_spec(int(params.w_x.shape[0])))
     batch = tuple(x.shape[:-1])
     base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
     s, y_prev = carry

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn._src import base, fused
 
@@ -27,8 +28,12 @@ def check_sequence(xs: Any, *, name: str = "xs", time_major: bool = True) -> Arr
   return xs
 
 
-def check_lengths(lengths: Any, batch_shape: tuple[int, ...], *, name: str = "lengths") -> Array:
-  """Checks ``lengths`` is an integer array of shape ``batch_shape``."""
+def check_lengths(lengths: Any, batch_shape: tuple[int, ...], T: int, *, name: str = "lengths") -> Array:
+  """Checks ``lengths`` is an integer array of shape ``batch_shape`` with values in ``[0, T]``.
+
+  The values are checked where they are known (concrete arrays); under ``jit`` they are
+  traced, and a length outside ``[0, T]`` acts as the nearest end of that range.
+  """
   if not hasattr(lengths, "shape"):
     lengths = jnp.asarray(lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
@@ -37,6 +42,11 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], *, name: str = "le
     raise base.InputError(
       f"{name} must have the batch shape {tuple(batch_shape)} of xs, got shape {tuple(lengths.shape)}"
     )
+  if not isinstance(lengths, jax.core.Tracer) and lengths.size:
+    values = np.asarray(lengths)
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi > T:
+      raise base.InputError(f"{name} must be in [0, {T}] (the number of time steps), got values from {lo} to {hi}")
   return lengths
 
 
@@ -84,9 +94,11 @@ def unroll(
     params: the cell's params.
     xs: ``(T, *batch, input_size)`` if ``time_major`` else ``(*batch, T, input_size)``.
     carry: the initial carry; None starts from ``cell.initial_carry(batch)``.
-    lengths: optional ``(*batch,)`` integer lengths (right padding). Steps at
-      or past a sequence's length leave its carry unchanged and output zeros,
-      so ``final_carry`` is each sequence's carry after its own last step.
+    lengths: optional ``(*batch,)`` integer lengths in ``[0, T]`` (right
+      padding). Steps at or past a sequence's length leave its carry unchanged
+      and output zeros, so ``final_carry`` is each sequence's carry after its
+      own last step. Concrete lengths outside ``[0, T]`` are an error; traced
+      ones (under ``jit``) are clipped to that range.
     reverse: run from the last valid step to the first. Outputs come back in
       input order; with ``lengths`` only the valid part is reversed.
     time_major: the layout of ``xs`` and of the returned ``ys``.
@@ -137,7 +149,7 @@ def unroll(
   if carry is None:
     carry = cell.initial_carry(batch_shape, xs.dtype)
   if lengths is not None:
-    lengths = check_lengths(lengths, batch_shape)
+    lengths = check_lengths(lengths, batch_shape, T)
 
   if impl != "reference":
     # With lengths, reverse each sequence's valid steps, then scan forward.
