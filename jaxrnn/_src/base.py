@@ -186,6 +186,12 @@ def check_params(params: Any, expected: Any, *, name: str = "params") -> None:
       )
 
 
+def check_step_carry(carry: Any, initial_carry: Callable[..., Any], x: jax.Array, *, name: str = "carry") -> None:
+  """Checks one step's ``carry`` against ``initial_carry(batch_shape, x.dtype)`` for ``x: (*batch, features)``."""
+  batch = tuple(x.shape[:-1])
+  check_carry(carry, jax.eval_shape(lambda: initial_carry(batch, x.dtype)), batch, name=name)
+
+
 def check_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...], *, name: str = "carry") -> None:
   """Checks that ``carry`` has the structure, shapes and dtypes of ``expected``.
 

@@ -37,11 +37,6 @@ def _zeros_carry(hidden_size: int, batch_shape: Any, dtype: Any) -> Array:
   return jnp.zeros((*batch_shape, hidden_size), dtype)
 
 
-def _check_h(h: Any, x: Array, hidden_size: int, name: str = "carry") -> None:
-  expected = jax.ShapeDtypeStruct((*x.shape[:-1], hidden_size), x.dtype)
-  base.check_carry(h, expected, tuple(x.shape[:-1]), name=name)
-
-
 def _input_size(w_x: Array) -> int:
   return int(w_x.shape[0])
 
@@ -127,7 +122,7 @@ def elman(
     base.check_params_type(params, ElmanParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
     base.check_params(params, params_spec(_input_size(params.w_x)))
-    _check_h(carry, x, hidden_size)
+    base.check_step_carry(carry, initial_carry_fn, x)
     z = x @ params.w_x + carry @ params.w_h
     if params.b is not None:
       z = z + _bcast(params.b, z)
@@ -233,7 +228,7 @@ def gru(
     base.check_params_type(params, GRUParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
     base.check_params(params, params_spec(_input_size(params.w_x)))
-    _check_h(carry, x, H)
+    base.check_step_carry(carry, initial_carry_fn, x)
     h = carry
     gx = x @ params.w_x
     if params.b is not None:
@@ -339,7 +334,7 @@ def mgu(
     base.check_params_type(params, MGUParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
     base.check_params(params, params_spec(_input_size(params.w_x)))
-    _check_h(carry, x, H)
+    base.check_step_carry(carry, initial_carry_fn, x)
     h = carry
     gx = x @ params.w_x
     if params.b is not None:
@@ -468,8 +463,7 @@ def lstm(
     base.check_params_type(params, LSTMParams)
     base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
     base.check_params(params, params_spec(_input_size(params.w_x)))
-    batch = tuple(x.shape[:-1])
-    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
+    base.check_step_carry(carry, initial_carry_fn, x)
     h, c = carry
     z = x @ params.w_x + h @ params.w_h
     if params.b is not None:

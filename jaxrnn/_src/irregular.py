@@ -211,8 +211,7 @@ def grud(
     base.check_params_type(params, GRUDParams)
     base.check_step_input(x, 3 * D, params.w_x.dtype)
     base.check_params(params, params_spec(3 * D))
-    batch = tuple(x.shape[:-1])
-    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
+    base.check_step_carry(carry, initial_carry_fn, x)
     values, m, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]
     mean = _bcast(_mean(x.dtype), values)
     x_last = jnp.where(carry.seen > 0, carry.x_last, mean)

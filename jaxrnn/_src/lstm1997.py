@@ -180,8 +180,7 @@ def lstm1997(
     base.check_params_type(params, LSTM1997Params)
     base.check_step_input(x, int(params.w_x.shape[0]), params.w_x.dtype)
     base.check_params(params, params_spec(int(params.w_x.shape[0])))
-    batch = tuple(x.shape[:-1])
-    base.check_carry(carry, jax.eval_shape(lambda: initial_carry_fn(batch, x.dtype)), batch)
+    base.check_step_carry(carry, initial_carry_fn, x)
     s, y_prev = carry
     if truncated_gradient:
       # Error reaching a net input stops there: no flow back in time except through s.
