@@ -38,8 +38,10 @@ def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
   return factories[cell](H)
 
 
-def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) -> tuple[Call, Call]:
-  """jaxrnn's (train, infer); ``impl`` is passed to ``jaxrnn.unroll`` when given."""
+def jaxrnn_calls(
+  cell: str, xs: np.ndarray, H: int, *, impl: str | None = None, options: dict[str, Any] | None = None
+) -> tuple[Call, Call]:
+  """jaxrnn's (train, infer); ``impl`` is passed to ``jaxrnn.unroll`` when given, ``options`` to ``jax.jit``."""
   c = jaxrnn_cell(cell, H)
   params = c.init(jax.random.key(0), xs.shape[-1])
   x = jnp.asarray(xs)
@@ -48,13 +50,13 @@ def jaxrnn_calls(cell: str, xs: np.ndarray, H: int, *, impl: str | None = None) 
   def outputs(p, xs):
     return jaxrnn.unroll(c, p, xs, **kwargs)[1]
 
-  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
-  fwd = jax.jit(outputs)
+  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)), compiler_options=options)
+  fwd = jax.jit(outputs, compiler_options=options)
   return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 
-def flax_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
-  """flax ``nn.RNN`` with ``SimpleCell``, ``GRUCell`` or ``OptimizedLSTMCell``."""
+def flax_calls(cell: str, xs: np.ndarray, H: int, *, options: dict[str, Any] | None = None) -> tuple[Call, Call]:
+  """flax ``nn.RNN`` with ``SimpleCell``, ``GRUCell`` or ``OptimizedLSTMCell``; ``options`` go to ``jax.jit``."""
   import flax.linen as nn
 
   module = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "elman": nn.SimpleCell}[cell](features=H)
@@ -65,8 +67,8 @@ def flax_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
   def outputs(p, xs):
     return rnn.apply({"params": p}, xs)
 
-  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)))
-  fwd = jax.jit(outputs)
+  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)), compiler_options=options)
+  fwd = jax.jit(outputs, compiler_options=options)
   return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 

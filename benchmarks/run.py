@@ -44,6 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement (default 7, quick 3)")
   p.add_argument("--block-s", type=float, default=None, help="seconds per timed block (default 0.25, quick 0.05)")
   p.add_argument("--markdown", default=None, help="also write the tables as markdown to this file")
+  p.add_argument(
+    "--xla-option",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a compiler option for the rnn section's jax.jit of jaxrnn and flax alike, e.g. "
+    "xla_cpu_prefer_vector_width=512 (repeatable)",
+  )
   args = p.parse_args(argv)
   args.cells = [c for c in args.cells.split(",") if c]
   for c in args.cells:
@@ -59,6 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = 3 if args.quick else 7
   if args.block_s is None:
     args.block_s = 0.05 if args.quick else 0.25
+  args.options = {}
+  for option in args.xla_option:
+    key, sep, value = option.partition("=")
+    if not sep or not key:
+      p.error(f"--xla-option takes KEY=VALUE, got {option!r}")
+    args.options[key] = int(value) if value.isdigit() else value
+  args.options = args.options or None
   return args
 
 
@@ -87,13 +102,14 @@ def rnn_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
   for cell in args.cells:
     for B, T, I, H in args.shapes:
       xs = models.make_inputs(B, T, I)
-      calls = {"jaxrnn": models.jaxrnn_calls(cell, xs, H)}
+      opts = args.options
+      calls = {"jaxrnn": models.jaxrnn_calls(cell, xs, H, options=opts)}
       if reference:
-        calls["reference"] = models.jaxrnn_calls(cell, xs, H, impl="reference")
+        calls["reference"] = models.jaxrnn_calls(cell, xs, H, impl="reference", options=opts)
       if "torch" in args.peers:
         calls["torch"] = models.torch_calls(cell, xs, H)
       if "flax" in args.peers:
-        calls["flax"] = models.flax_calls(cell, xs, H)
+        calls["flax"] = models.flax_calls(cell, xs, H, options=opts)
       for mode in args.modes:
         k = {"train": 0, "infer": 1}[mode]
         secs = timing.measure({n: c[k] for n, c in calls.items()}, rounds=args.rounds, block_s=args.block_s)

@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m benchmarks.xla_flags", description=__doc__.split("\n")[0])
   p.add_argument("--shape", default="64x100x32x128", help="BxTxIxH of the LSTM")
   p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
+  p.add_argument(
+    "--setting",
+    action="append",
+    dest="settings",
+    help="an XLA_FLAGS value to compare instead of the default list (repeat; --setting= is none)",
+  )
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.child:
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
   print("| XLA_FLAGS | inference (ms) | training step (ms) |")
   print("|---|---:|---:|")
   base = None
-  for flags in SETTINGS:
+  for flags in SETTINGS if args.settings is None else args.settings:
     env = dict(os.environ, XLA_FLAGS=flags)
     cmd = [sys.executable, "-m", "benchmarks.xla_flags", "--child", "--shape", args.shape, "--rounds", str(args.rounds)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
