@@ -53,6 +53,29 @@ def shrink(path: Path) -> list[str]:
   return out
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """``finished_run(name, *overrides) -> DIR``: a shrunk CLI run of ``configs/<name>.toml``, made once per module.
+
+  The diagnostics tests that read the same run share it (they are in one xdist group, so on one worker).
+  """
+  runs: dict[tuple[str, ...], Path] = {}
+
+  def get(name: str, *overrides: str) -> Path:
+    key = (name, *overrides)
+    if key not in runs:
+      path = ROOT / "configs" / f"{name}.toml"
+      out = tmp_path_factory.mktemp(name) / "run"
+      argv = ["run", str(path), "--out", str(out), "--no-progress"]
+      for option in shrink(path) + list(overrides):
+        argv += ["--set", option]
+      assert cli.main(argv) == 0
+      runs[key] = out
+    return runs[key]
+
+  return get
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_smoke_run_of_every_config(tmp_path: Path, path: Path, capsys):
   out = tmp_path / path.stem
@@ -103,18 +126,14 @@ def test_report(tmp_path: Path):
   assert cli.main(["report", str(tmp_path / "nothing"), "--out", str(results)]) == 2
 
 
-def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(tmp_path: Path, capsys):
+@pytest.mark.xdist_group("diagnostics")
+def test_adding_failures_counts_the_wrong_sequences_of_a_finished_run(finished_run, capsys):
   import jax
   import numpy as np
 
   from experiments import adding_failures, checkpoint, runner, train
 
-  path = Path(__file__).resolve().parent.parent / "configs" / "exp4_adding_t100.toml"
-  out = tmp_path / "run"
-  argv = ["run", str(path), "--out", str(out), "--no-progress", "--set", "task.params.T=30"]
-  for option in shrink(path):
-    argv += ["--set", option]
-  assert cli.main(argv) == 0
+  out = finished_run("exp4_adding_t100", "task.params.T=30")
   capsys.readouterr()
   adding_failures.main([str(out), "--sequences", "64", "--trials", "1", "--seed", "5"])
   printed = capsys.readouterr().out
@@ -166,6 +185,7 @@ def _end_states_by_loop(cell, params, ex):
   return np.array(final)
 
 
+@pytest.mark.xdist_group("diagnostics")
 @pytest.mark.parametrize(
   "name, params",
   [
@@ -175,18 +195,13 @@ def _end_states_by_loop(cell, params, ex):
   ],
   ids=["classes", "real_target", "gather"],
 )
-def test_cell_states_reports_the_end_states_of_a_finished_run(tmp_path: Path, capsys, name: str, params: list[str]):
+def test_cell_states_reports_the_end_states_of_a_finished_run(finished_run, capsys, name: str, params: list[str]):
   import jax
   import numpy as np
 
   from experiments import cell_states, checkpoint, runner, train
 
-  path = ROOT / "configs" / f"{name}.toml"
-  out = tmp_path / "run"
-  argv = ["run", str(path), "--out", str(out), "--no-progress"]
-  for option in shrink(path) + params:
-    argv += ["--set", option]
-  assert cli.main(argv) == 0
+  out = finished_run(name, *params)
   capsys.readouterr()
   n = 24
   cell_states.main([str(out), "--sequences", str(n), "--trials", "1", "--seed", "3"])
