@@ -212,6 +212,11 @@ def test_params_of_another_cell_or_with_other_options():
   grud = jaxrnn.grud(H, 2)
   with pytest.raises(ValueError, match=r"params.w_gh has shape \(2, 5\), expected \(2, 4\)"):
     jaxrnn.unroll(grud, grud.init(KEY, 6)._replace(w_gh=jnp.zeros((2, 5))), jnp.ones((5, 2, 6)))
+  readout = jaxrnn.dense(2)
+  with pytest.raises(ValueError, match=r"params.w has shape \(4, 3\), expected \(4, 2\)"):
+    readout.apply(jaxrnn.dense(3).init(KEY, 4), jnp.ones((5, 4)))
+  with pytest.raises(ValueError, match=r"params.b is None, but this readout needs an array of shape \(2,\)"):
+    readout.apply(jaxrnn.dense(2, bias=False).init(KEY, 4), jnp.ones((5, 4)))
   decay = jaxrnn.time_decay(CELLS["gru"])
   with pytest.raises(TypeError, match=r"params must be TimeDecayParams .*, got GRUParams"):
     run(decay, PARAMS["gru"])

@@ -146,35 +146,35 @@ def params_spec(init: Callable[[PRNGKey, int], Any]) -> Callable[[int], Any]:
   return spec
 
 
-def check_params_type(params: Any, expected_type: type, *, name: str = "params") -> None:
+def check_params_type(params: Any, expected_type: type, *, name: str = "params", what: str = "cell") -> None:
   """Raises unless ``params`` is an ``expected_type`` (the NamedTuple a cell's init returns)."""
   if not isinstance(params, expected_type):
     raise InputTypeError(
-      f"{name} must be {expected_type.__name__} (what this cell's init returns), got {type(params).__name__}"
+      f"{name} must be {expected_type.__name__} (what this {what}'s init returns), got {type(params).__name__}"
     )
 
 
-def check_params(params: Any, expected: Any, *, name: str = "params") -> None:
+def check_params(params: Any, expected: Any, *, name: str = "params", what: str = "cell") -> None:
   """Checks that ``params`` has the fields and shapes of ``expected`` (a :func:`params_spec`).
 
   Params made by a cell of another size, or with other options (``bias``,
   ``peepholes``), raise here, naming the field, instead of failing inside a
   matrix product or running without the missing weights.
   """
-  check_params_type(params, type(expected), name=name)
+  check_params_type(params, type(expected), name=name, what=what)
   is_none = lambda v: v is None  # noqa: E731
   want = jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)[0]
   got = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
   keys = [jax.tree_util.keystr(path) for path, _ in want]
   if keys != [jax.tree_util.keystr(path) for path, _ in got]:
     raise InputError(f"{name} must have the fields {keys}, got {[jax.tree_util.keystr(p) for p, _ in got]}")
-  other = "were the params made by a cell with other options, e.g. bias or peepholes?"
+  other = f"were the params made by a {what} with other options, e.g. bias or peepholes?"
   for key, (_, exp), (_, leaf) in zip(keys, want, got):
     where = f"{name}{key}"
     if exp is None and leaf is not None:
-      raise InputError(f"{where} must be None for this cell (its init makes none; {other})")
+      raise InputError(f"{where} must be None for this {what} (its init makes none; {other})")
     if exp is not None and leaf is None:
-      raise InputError(f"{where} is None, but this cell needs an array of shape {tuple(exp.shape)} ({other})")
+      raise InputError(f"{where} is None, but this {what} needs an array of shape {tuple(exp.shape)} ({other})")
     if exp is None:
       continue
     if not hasattr(leaf, "shape"):
@@ -182,7 +182,7 @@ def check_params(params: Any, expected: Any, *, name: str = "params") -> None:
     if tuple(leaf.shape) != tuple(exp.shape):
       raise InputError(
         f"{where} has shape {tuple(leaf.shape)}, expected {tuple(exp.shape)} "
-        "(were the params made by a cell of another size?)"
+        f"(were the params made by a {what} of another size?)"
       )
 
 

@@ -298,8 +298,12 @@ def dense(
       b=bias_init(kb, (output_size,), param_dtype) if bias else None,
     )
 
+  params_spec = base.params_spec(init_fn)
+
   def apply_fn(params: DenseParams, x: Array) -> Array:
+    base.check_params_type(params, DenseParams, what="readout")
     base.check_step_input(x, int(params.w.shape[0]), params.w.dtype)
+    base.check_params(params, params_spec(int(params.w.shape[0])), what="readout")
     y = x @ params.w
     if params.b is not None:
       y = y + params.b.reshape((1,) * (y.ndim - 1) + params.b.shape)
