@@ -192,6 +192,26 @@ def check_step_carry(carry: Any, initial_carry: Callable[..., Any], x: jax.Array
   check_carry(carry, jax.eval_shape(lambda: initial_carry(batch, x.dtype)), batch, name=name)
 
 
+def check_step(
+  params: Any,
+  carry: Any,
+  x: Any,
+  *,
+  params_type: type,
+  spec: Callable[[int], Any],
+  initial_carry: Callable[..., Any],
+  input_size: int | None = None,
+) -> None:
+  """A cell step's checks, in the order that gives the clearest message: the params' type, ``x`` against
+  the params (``input_size``, default ``params.w_x``'s rows), the params against ``spec(input_size)`` (a
+  :func:`params_spec`), and the carry against ``initial_carry``."""
+  check_params_type(params, params_type)
+  n = int(params.w_x.shape[0]) if input_size is None else input_size
+  check_step_input(x, n, params.w_x.dtype)
+  check_params(params, spec(n))
+  check_step_carry(carry, initial_carry, x)
+
+
 def check_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...], *, name: str = "carry") -> None:
   """Checks that ``carry`` has the structure, shapes and dtypes of ``expected``.
 

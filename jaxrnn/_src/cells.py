@@ -37,10 +37,6 @@ def _zeros_carry(hidden_size: int, batch_shape: Any, dtype: Any) -> Array:
   return jnp.zeros((*batch_shape, hidden_size), dtype)
 
 
-def _input_size(w_x: Array) -> int:
-  return int(w_x.shape[0])
-
-
 # ----------------------------------------------------------------------------
 # Elman RNN
 
@@ -119,10 +115,7 @@ def elman(
     return _zeros_carry(hidden_size, batch_shape, dtype)
 
   def apply_fn(params: ElmanParams, carry: Array, x: Array) -> tuple[Array, Array]:
-    base.check_params_type(params, ElmanParams)
-    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
-    base.check_params(params, params_spec(_input_size(params.w_x)))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(params, carry, x, params_type=ElmanParams, spec=params_spec, initial_carry=initial_carry_fn)
     z = x @ params.w_x + carry @ params.w_h
     if params.b is not None:
       z = z + _bcast(params.b, z)
@@ -225,10 +218,7 @@ def gru(
     return _zeros_carry(H, batch_shape, dtype)
 
   def apply_fn(params: GRUParams, carry: Array, x: Array) -> tuple[Array, Array]:
-    base.check_params_type(params, GRUParams)
-    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
-    base.check_params(params, params_spec(_input_size(params.w_x)))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(params, carry, x, params_type=GRUParams, spec=params_spec, initial_carry=initial_carry_fn)
     h = carry
     gx = x @ params.w_x
     if params.b is not None:
@@ -331,10 +321,7 @@ def mgu(
     return _zeros_carry(H, batch_shape, dtype)
 
   def apply_fn(params: MGUParams, carry: Array, x: Array) -> tuple[Array, Array]:
-    base.check_params_type(params, MGUParams)
-    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
-    base.check_params(params, params_spec(_input_size(params.w_x)))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(params, carry, x, params_type=MGUParams, spec=params_spec, initial_carry=initial_carry_fn)
     h = carry
     gx = x @ params.w_x
     if params.b is not None:
@@ -460,10 +447,7 @@ def lstm(
     return LSTMCarry(_zeros_carry(H, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
 
   def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-    base.check_params_type(params, LSTMParams)
-    base.check_step_input(x, _input_size(params.w_x), params.w_x.dtype)
-    base.check_params(params, params_spec(_input_size(params.w_x)))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(params, carry, x, params_type=LSTMParams, spec=params_spec, initial_carry=initial_carry_fn)
     h, c = carry
     z = x @ params.w_x + h @ params.w_h
     if params.b is not None:

@@ -208,10 +208,9 @@ def grud(
     return GRUDCarry(*(jnp.zeros((*batch_shape, n), dtype) for n in (H, D, D)))
 
   def apply_fn(params: GRUDParams, carry: GRUDCarry, x: Array) -> tuple[GRUDCarry, Array]:
-    base.check_params_type(params, GRUDParams)
-    base.check_step_input(x, 3 * D, params.w_x.dtype)
-    base.check_params(params, params_spec(3 * D))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(
+      params, carry, x, params_type=GRUDParams, spec=params_spec, initial_carry=initial_carry_fn, input_size=3 * D
+    )
     values, m, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]
     mean = _bcast(_mean(x.dtype), values)
     x_last = jnp.where(carry.seen > 0, carry.x_last, mean)

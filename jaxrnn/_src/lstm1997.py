@@ -177,10 +177,7 @@ def lstm1997(
     return LSTM1997Carry(jnp.zeros((*batch_shape, CS), dtype), jnp.zeros((*batch_shape, U), dtype))
 
   def apply_fn(params: LSTM1997Params, carry: LSTM1997Carry, x: Array) -> tuple[LSTM1997Carry, Array]:
-    base.check_params_type(params, LSTM1997Params)
-    base.check_step_input(x, int(params.w_x.shape[0]), params.w_x.dtype)
-    base.check_params(params, params_spec(int(params.w_x.shape[0])))
-    base.check_step_carry(carry, initial_carry_fn, x)
+    base.check_step(params, carry, x, params_type=LSTM1997Params, spec=params_spec, initial_carry=initial_carry_fn)
     s, y_prev = carry
     if truncated_gradient:
       # Error reaching a net input stops there: no flow back in time except through s.
