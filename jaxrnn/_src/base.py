@@ -136,6 +136,14 @@ def check_step_input(x: Any, input_size: int, param_dtype: Any, *, name: str = "
   return x
 
 
+def _check_leaf_shape(where: str, leaf: Any, expected: Any, hint: str) -> None:
+  """Raises unless ``leaf`` is an array with ``expected``'s shape; ``hint`` says what the shape is made of."""
+  if not hasattr(leaf, "shape"):
+    raise InputTypeError(f"{where} must be an array, got {type(leaf).__name__}")
+  if tuple(leaf.shape) != tuple(expected.shape):
+    raise InputError(f"{where} has shape {tuple(leaf.shape)}, expected {tuple(expected.shape)} ({hint})")
+
+
 def params_spec(init: Callable[[PRNGKey, int], Any]) -> Callable[[int], Any]:
   """``input_size -> jax.eval_shape`` of ``init``: the params a cell's init makes, as shapes (cached)."""
 
@@ -177,13 +185,7 @@ def check_params(params: Any, expected: Any, *, name: str = "params", what: str 
       raise InputError(f"{where} is None, but this {what} needs an array of shape {tuple(exp.shape)} ({other})")
     if exp is None:
       continue
-    if not hasattr(leaf, "shape"):
-      raise InputTypeError(f"{where} must be an array, got {type(leaf).__name__}")
-    if tuple(leaf.shape) != tuple(exp.shape):
-      raise InputError(
-        f"{where} has shape {tuple(leaf.shape)}, expected {tuple(exp.shape)} "
-        f"(were the params made by a {what} of another size?)"
-      )
+    _check_leaf_shape(where, leaf, exp, f"were the params made by a {what} of another size?")
 
 
 def check_step_carry(carry: Any, initial_carry: Callable[..., Any], x: jax.Array, *, name: str = "carry") -> None:
@@ -225,12 +227,6 @@ def check_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...], *, name
     got = jax.tree.structure(carry)
     raise InputError(f"{name} must have the structure {exp_tree}, got {got}") from e
   for i, (leaf, exp) in enumerate(zip(leaves, exp_leaves)):
-    if not hasattr(leaf, "shape"):
-      raise InputTypeError(f"{name} leaf {i} must be an array, got {type(leaf).__name__}")
-    if tuple(leaf.shape) != tuple(exp.shape):
-      raise InputError(
-        f"{name} leaf {i} has shape {tuple(leaf.shape)}, expected {tuple(exp.shape)} "
-        f"(batch shape {batch_shape} of the input plus the feature size)"
-      )
+    _check_leaf_shape(f"{name} leaf {i}", leaf, exp, f"batch shape {batch_shape} of the input plus the feature size")
     if leaf.dtype != exp.dtype:
       raise InputTypeError(f"{name} leaf {i} has dtype {leaf.dtype}, expected {exp.dtype} (the params' dtype)")
