@@ -11,7 +11,8 @@ rnn table this times jaxrnn's forward pass (inference) and its training step (fo
 squares) compiled both ways, interleaved in one process (:func:`benchmarks.timing.measure`), after checking
 that both give the same outputs and gradients, and prints the medians and their ratio. The experiment engine
 (``python -m experiments run``) is measured by ``--engine ROW``: trial-sequences per second of one compiled
-chunk of online training, both ways.
+chunk of online training, both ways. ``--option KEY=VALUE`` compares another per-jit compiler option the
+same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ WIDE = {"xla_cpu_prefer_vector_width": 512}
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def time_cell(cell_name: str, shape: tuple[int, int, int, int], rounds: int) -> dict[str, float]:
+def time_cell(
+  cell_name: str, shape: tuple[int, int, int, int], rounds: int, option: dict[str, Any] = WIDE
+) -> dict[str, float]:
   """Medians in seconds of inference and training, compiled with the default and with 512-bit vectors."""
   import jaxrnn
 
@@ -47,7 +50,7 @@ def time_cell(cell_name: str, shape: tuple[int, int, int, int], rounds: int) -> 
   train = jax.grad(lambda p, x: jnp.sum(infer(p, x) ** 2))
   fns = {}
   for mode, fn in (("infer", infer), ("train", train)):
-    plain, wide = jax.jit(fn), jax.jit(fn, compiler_options=WIDE)
+    plain, wide = jax.jit(fn), jax.jit(fn, compiler_options=option)
     for a, b in zip(jax.tree.leaves(plain(params, xs)), jax.tree.leaves(wide(params, xs)), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
     fns[f"{mode} 256"] = functools.partial(lambda f: jax.block_until_ready(f(params, xs)), plain)
@@ -55,7 +58,7 @@ def time_cell(cell_name: str, shape: tuple[int, int, int, int], rounds: int) -> 
   return timing.measure(fns, rounds=rounds)
 
 
-def time_engine(row: str, trials: int, chunk: int, rounds: int) -> dict[str, float]:
+def time_engine(row: str, trials: int, chunk: int, rounds: int, option: dict[str, Any] = WIDE) -> dict[str, float]:
   """Trial-sequences per second of the experiment engine's compiled chunk, default and 512-bit vectors."""
   from experiments import config, train
   from experiments.tasks import make_task
@@ -66,7 +69,7 @@ def time_engine(row: str, trials: int, chunk: int, rounds: int) -> dict[str, flo
   jit = jax.jit
 
   def wide_jit(fun: Any, **kw: Any) -> Any:
-    return jit(fun, **{**kw, "compiler_options": {**(kw.get("compiler_options") or {}), **WIDE}})
+    return jit(fun, **{**kw, "compiler_options": {**(kw.get("compiler_options") or {}), **option}})
 
   jax.jit = wide_jit  # type: ignore[assignment]  # train.build jits its chunk with jax.jit
   try:
@@ -93,7 +96,18 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--engine", default="exp6a,exp4_adding_t100", help="config rows for the engine table ('' skips)")
   parser.add_argument("--trials", type=int, default=20)
   parser.add_argument("--chunk", type=int, default=200)
+  parser.add_argument(
+    "--option",
+    default=None,
+    metavar="KEY=VALUE",
+    help="compare this per-jit compiler option instead (the columns 256 and 512 then mean default and option)",
+  )
   args = parser.parse_args(argv)
+  option = WIDE
+  if args.option is not None:
+    key, _, value = args.option.partition("=")
+    option = {key: True if value == "true" else False if value == "false" else int(value) if value.isdigit() else value}
+    print(f"option: {option}")
   print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
   print(f"load average at start: {timing.load_average():.2f}\n")
   print("| cell | B,T,I,H | infer 256 | infer 512 | ratio | train 256 | train 512 | ratio |")
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
   for cell in args.cells.split(","):
     for text in args.shapes.split(","):
       shape = tuple(int(v) for v in text.split("x"))
-      t = {k: v * 1e3 for k, v in time_cell(cell, shape, args.rounds).items()}  # type: ignore[arg-type]
+      t = {k: v * 1e3 for k, v in time_cell(cell, shape, args.rounds, option).items()}  # type: ignore[arg-type]
       print(
         f"| {cell} | {','.join(map(str, shape))} | {t['infer 256']:.2f} | {t['infer 512']:.2f} | "
         f"{t['infer 512'] / t['infer 256']:.2f} | {t['train 256']:.2f} | {t['train 512']:.2f} | "
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| row (engine, online) | 256 (trial-seq/s) | 512 (trial-seq/s) | ratio |")
     print("|---|---:|---:|---:|")
     for row in args.engine.split(","):
-      r = time_engine(row, args.trials, args.chunk, 3)
+      r = time_engine(row, args.trials, args.chunk, 3, option)
       print(f"| {row} | {r['256']:,.0f} | {r['512']:,.0f} | {r['512'] / r['256']:.2f} |", flush=True)
   print(f"\nload average at end: {timing.load_average():.2f}")
   return 0
