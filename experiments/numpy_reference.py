@@ -178,11 +178,12 @@ def train_trial(
   input_gate_bias: float | None = None,
   update_every: str = "step",
   data_seed: int = 0,
+  distinct: int = 0,
 ) -> TrialResult:
   """One trial of Exp 1 (its own initial weights and draws from ``seed``) on the task's fixed sets."""
   from experiments.tasks import make_task  # the fixed string sets; imported here to keep workers light
 
-  task = make_task("reber", data_seed=data_seed)
+  task = make_task("reber", data_seed=data_seed, distinct=distinct)
   train_set, test_set = _strings(task.train_set), _strings(task.test_set)
   rng = np.random.default_rng(seed)
   bias = None if input_gate_bias is None else [input_gate_bias] * blocks
@@ -216,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     "--input-gate-bias", default="random", help="'random' (the paper: uniform like every weight) or a number"
   )
   p.add_argument("--update-every", choices=("step", "sequence"), default="step")
+  p.add_argument(
+    "--distinct", type=int, choices=(0, 1), default=0, help="the task's string sets: 0 the paper's, 1 no repeats"
+  )
   p.add_argument("--workers", type=int, default=2, help="processes running trials side by side")
   args = p.parse_args(argv)
   for name in ("blocks", "block_size", "trials", "max_sequences", "check_every", "workers"):
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     check_every=args.check_every,
     input_gate_bias=bias,
     update_every=args.update_every,
+    distinct=args.distinct,
   )
   start = time.time()
   seeds = [args.seed + i for i in range(args.trials)]

@@ -132,7 +132,7 @@ def test_task_names_all_constructible_with_defaults():
 
 
 def test_defaults_are_the_papers_main_rows():
-  assert task_params("reber") == {"data_seed": 0, "n_train": 256, "n_test": 256, "legal_targets": 0}
+  assert task_params("reber") == {"data_seed": 0, "n_train": 256, "n_test": 256, "legal_targets": 0, "distinct": 0}
   assert task_params("lag2a") == {"p": 100}
   assert task_params("lag2b") == {"p": 100, "last_only": 0}
   assert task_params("lag2c") == {"p": 100, "q": 100, "max_extra": 100}
@@ -377,29 +377,55 @@ def _decode(example_set: Example) -> list[str]:
   return strings
 
 
-def test_reber_sets_follow_the_grammar_and_are_disjoint():
+def _check_encoded_strings(data: Example, max_length: int) -> list[str]:
+  """Walks every string of an encoded set through the grammar and checks its encoding; returns them."""
+  strings = _decode(data)
+  for i, string in enumerate(strings):
+    L = len(string) - 1
+    assert data.length[i] == L and 8 <= L <= max_length
+    legal = _walk_embedded(string)
+    for t in range(L):
+      assert data.xs[i, t].sum() == 1 and _SYMBOLS[np.argmax(data.xs[i, t])] == string[t]
+      assert data.targets[i, t].sum() == 1 and _SYMBOLS[np.argmax(data.targets[i, t])] == string[t + 1]
+      assert {_SYMBOLS[k] for k in np.flatnonzero(data.legal[i, t])} == legal[t]
+    assert data.scored[i, :L].all() and not data.scored[i, L:].any()
+  return strings
+
+
+def test_reber_sets_are_the_papers_grammar_draws():
+  # The paper: the training set is generated randomly (repeats possible); test strings are generated
+  # randomly too, but never one already in the training set.
   task = make_task("reber")
   train = jax.tree.map(np.asarray, task.train_set)
   test = jax.tree.map(np.asarray, task.test_set)
   assert train.xs.shape == (256, 29, 7) and test.xs.shape == (256, 29, 7)
-  for data in (train, test):
-    strings = _decode(data)
-    for i, string in enumerate(strings):
-      L = len(string) - 1
-      assert data.length[i] == L and 8 <= L <= task.max_length
-      legal = _walk_embedded(string)
-      for t in range(L):
-        assert data.xs[i, t].sum() == 1 and _SYMBOLS[np.argmax(data.xs[i, t])] == string[t]
-        assert data.targets[i, t].sum() == 1 and _SYMBOLS[np.argmax(data.targets[i, t])] == string[t + 1]
-        assert {_SYMBOLS[k] for k in np.flatnonzero(data.legal[i, t])} == legal[t]
-      assert data.scored[i, :L].all() and not data.scored[i, L:].any()
-    assert len(set(strings)) == len(strings), "no string twice in a set"
-  train_strings, test_strings = set(_decode(train)), set(_decode(test))
-  assert not train_strings & test_strings, "training and test sets are disjoint"
+  train_strings = _check_encoded_strings(train, task.max_length)
+  test_strings = _check_encoded_strings(test, task.max_length)
+  assert not set(train_strings) & set(test_strings), "no test string is a training string"
+  # Independent draws: each of the four shortest strings, B o B T X S E o E and B o B P V V E o E, has
+  # probability 1/2 (o) * 1/2 * 1/2 * 1/2 (three branches) = 1/16, so they make up about 1/4 of the training
+  # set, and the set repeats strings (256 distinct ones would have a chance below 1e-20).
+  shortest = [s for s in train_strings if len(s) == 9]
+  assert set(shortest) <= {f"B{o}B{inner}E{o}E" for o in "TP" for inner in ("TXS", "PVV")}
+  assert z_ok(len(shortest), 256, 1 / 4)
+  assert len(set(train_strings)) < 200
+  assert z_ok(sum(s[1] == "T" for s in train_strings), 256, 0.5)
+  # The test set lacks the training set's (frequent, short) strings, so its strings are longer.
+  assert np.mean([len(s) for s in test_strings]) > np.mean([len(s) for s in train_strings]) + 2
+
+
+def test_reber_distinct_sets_have_no_repeats_and_are_disjoint():
+  task = make_task("reber", distinct=1)
+  sets = [_check_encoded_strings(jax.tree.map(np.asarray, d), task.max_length) for d in (task.train_set, task.test_set)]
+  for strings in sets:
+    assert len(set(strings)) == len(strings) == 256, "no string twice in a set"
+  assert not set(sets[0]) & set(sets[1]), "training and test sets are disjoint"
   # Both outer symbols occur with about equal frequency, and the sets hold long strings too.
-  firsts = [s[1] for s in train_strings | test_strings]
+  firsts = [s[1] for s in sets[0] + sets[1]]
   assert z_ok(firsts.count("T"), 512, 0.5)
-  assert max(len(s) for s in train_strings | test_strings) > 20
+  assert max(len(s) for s in sets[0] + sets[1]) > 20
+  with pytest.raises(ValueError, match="distinct"):
+    make_task("reber", distinct=2)
 
 
 def test_reber_legal_targets_mark_every_legal_next_symbol():
@@ -430,7 +456,7 @@ def test_reber_sample_draws_from_the_sets():
   drawn = _decode(draw("reber"))
   drawn_test = _decode(draw("reber", test=True))
   assert set(drawn) <= train and set(drawn_test) <= test
-  assert len(set(drawn)) == 256 and len(set(drawn_test)) == 256  # 4096 uniform draws hit all 256
+  assert set(drawn) == train and set(drawn_test) == test  # 4096 uniform draws hit every string
 
 
 def test_reber_correct_is_the_most_active_rule():

@@ -7,7 +7,8 @@ vmappable function of a PRNG key giving one padded :class:`Example`; a batch is
 =================  =================================================  ==============================
 name               parameters (defaults: the paper's main row)         module
 =================  =================================================  ==============================
-reber              data_seed=0, n_train/n_test=256, legal_targets=0    :mod:`.reber` (Exp 1)
+reber              data_seed=0, n_train/n_test=256, legal_targets=0,   :mod:`.reber` (Exp 1)
+                   distinct=0
 lag2a, lag2b       p=100                                               :mod:`.lags` (Exp 2)
 lag2c              p=100, q=100, max_extra=100                         :mod:`.lags`
 noise3a/3b/3c      T=100, N=3 (N in {1, 3})                            :mod:`.noise` (Exp 3)

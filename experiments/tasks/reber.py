@@ -26,11 +26,15 @@ Choices:
   outputs of the legal next symbols are the most active ones").
 * Choice: ``error`` is the squared error summed over the 7 outputs and averaged over the valid
   steps (the training loss); success itself is read from ``correct``.
-* Choice: the sets are drawn once with ``numpy.random.default_rng(data_seed)``: embedded strings are
-  drawn from the grammar, strings longer than :data:`MAX_STRING_LENGTH` symbols and repeats are
-  discarded until ``n_train + n_test`` distinct strings are found, these are shuffled and the first
-  ``n_train`` form the training set, the rest the test set. The sets are therefore disjoint and
-  neither holds a string twice.
+* Choice: the sets are drawn once with ``numpy.random.default_rng(data_seed)``, as the paper says
+  ("the training set is generated randomly; ... test sequences are generated randomly, too, but
+  sequences already used in the training set are not used for testing"): the ``n_train`` training
+  strings are independent draws from the grammar, repeats kept (256 draws hold about 100 distinct
+  strings, mean length 12 symbols), and the ``n_test`` test strings are further draws, skipping any
+  string of the training set (repeats among them kept). Strings longer than :data:`MAX_STRING_LENGTH`
+  are skipped in both. ``distinct = 1`` draws instead ``n_train + n_test`` distinct strings, shuffles
+  them and splits them (no string twice in either set; mean length 18, so longer lags): the sets of
+  the runs made before 2026-11-23 (results/NOTES.md compares the two).
 * Choice: :data:`MAX_STRING_LENGTH` = 30 symbols (29 steps, the padded ``T``): 0.13% of grammar
   draws are longer and are rejected (the second ``o`` is then at most 27 symbols after the first).
 """
@@ -46,7 +50,7 @@ from experiments.tasks.base import Example, Task
 
 SYMBOLS = "BTPSXVE"  # index of each symbol in the one-hot code
 MAX_STRING_LENGTH = 30  # longest embedded string in the sets, in symbols
-_MAX_SET_SIZE = 4096  # n_train + n_test: far below the 48,858 distinct strings of <= 30 symbols
+_MAX_SET_SIZE = 4096  # n_train + n_test: far below the 48,858 distinct strings of <= 30 symbols (for distinct)
 
 # The Reber automaton: state -> ((symbol, next state), (symbol, next state)); state 5 emits E.
 _REBER = {
@@ -73,17 +77,35 @@ def _draw_string(rng: np.random.Generator) -> tuple[str, list[str]]:
   return "".join(symbols), legal
 
 
-def _draw_sets(data_seed: int, n: int) -> list[tuple[str, list[str]]]:
-  """``n`` distinct embedded strings of at most MAX_STRING_LENGTH symbols, in random order."""
+def _draw_sets(data_seed: int, n_train: int, n_test: int, distinct: bool) -> list[tuple[str, list[str]]]:
+  """``n_train`` training then ``n_test`` test strings of at most MAX_STRING_LENGTH symbols.
+
+  With ``distinct``, no string occurs twice in either set (the strings are shuffled, then split).
+  Without it, the training strings are independent draws from the grammar (repeats kept) and the test
+  strings are draws that are not in the training set (repeats among them kept), as the paper says.
+  """
   rng = np.random.default_rng(data_seed)
-  found: dict[str, list[str]] = {}
-  while len(found) < n:
+  if distinct:
+    found: dict[str, list[str]] = {}
+    while len(found) < n_train + n_test:
+      string, legal = _draw_string(rng)
+      if len(string) <= MAX_STRING_LENGTH and string not in found:
+        found[string] = legal
+    order = rng.permutation(n_train + n_test)
+    items = list(found.items())
+    return [items[i] for i in order]
+  train: list[tuple[str, list[str]]] = []
+  while len(train) < n_train:
     string, legal = _draw_string(rng)
-    if len(string) <= MAX_STRING_LENGTH and string not in found:
-      found[string] = legal
-  order = rng.permutation(n)
-  items = list(found.items())
-  return [items[i] for i in order]
+    if len(string) <= MAX_STRING_LENGTH:
+      train.append((string, legal))
+  seen = {string for string, _ in train}
+  test: list[tuple[str, list[str]]] = []
+  while len(test) < n_test:
+    string, legal = _draw_string(rng)
+    if len(string) <= MAX_STRING_LENGTH and string not in seen:
+      test.append((string, legal))
+  return train + test
 
 
 def _encode(strings: list[tuple[str, list[str]]], legal_targets: bool = False) -> Example:
@@ -133,7 +155,9 @@ def correct(outputs: jax.Array, example: Example) -> jax.Array:
   return jnp.all(jnp.where(example.scored, low_legal > high_illegal, True))
 
 
-def make_reber(*, data_seed: int = 0, n_train: int = 256, n_test: int = 256, legal_targets: int = 0) -> Task:
+def make_reber(
+  *, data_seed: int = 0, n_train: int = 256, n_test: int = 256, legal_targets: int = 0, distinct: int = 0
+) -> Task:
   """Exp 1: the embedded Reber grammar with a fixed training set and a disjoint test set.
 
   Args:
@@ -141,6 +165,8 @@ def make_reber(*, data_seed: int = 0, n_train: int = 256, n_test: int = 256, leg
     n_train: training strings (the paper: 256).
     n_test: test strings (the paper: 256).
     legal_targets: 0: the target is the next symbol, one-hot; 1: every legal next symbol is a target.
+    distinct: 0: the paper's sets (training strings drawn from the grammar, repeats kept; test strings
+      drawn likewise but never one of the training set); 1: no string twice in either set.
 
   Returns:
     The :class:`Task`; ``sample`` / ``test_sample`` draw a string uniformly from ``train_set`` /
@@ -156,7 +182,8 @@ def make_reber(*, data_seed: int = 0, n_train: int = 256, n_test: int = 256, leg
   n_train = _common.check_int("reber", "n_train", n_train, minimum=1, maximum=_MAX_SET_SIZE - 1)
   n_test = _common.check_int("reber", "n_test", n_test, minimum=1, maximum=_MAX_SET_SIZE - n_train)
   legal_targets = _common.check_int("reber", "legal_targets", legal_targets, choices=(0, 1))
-  strings = _draw_sets(data_seed, n_train + n_test)
+  distinct = _common.check_int("reber", "distinct", distinct, choices=(0, 1))
+  strings = _draw_sets(data_seed, n_train, n_test, bool(distinct))
   train_set = _encode(strings[:n_train], bool(legal_targets))
   test_set = _encode(strings[n_train:], bool(legal_targets))
 
