@@ -13,7 +13,8 @@ and, per cell, the internal state ``s`` after the last valid step:
   so a cell whose state sits far out carries almost no error back (the paper's "internal state drift",
   Sect. 4);
 * for tasks scored by class (Exp 2c, 3, 6: the target at the last step, its largest entry, or
-  ``> 0.5`` for one output; Exp 3c's targets carry noise, so there the class is approximate),
+  ``> 0.5`` for one output; Exp 3c's targets carry noise, so there the class is approximate; Exp 1:
+  the outer symbol, class 0 for ``T`` and 1 for ``P``),
   ``spread``: the standard deviation of the per-class mean states, and ``within``: the mean
   standard deviation inside a class. A cell with a large ``|s|``, a small ``spread`` and a small
   ``within`` is a constant: saturated at the same value for every class (the paper's "abuse
@@ -24,6 +25,11 @@ and, per cell, the internal state ``s`` after the last valid step:
 
 A second line per trial counts the sequences the trained net gets wrong (the task's own ``correct``,
 the rule of its training streaks), split by sequence length (quartiles) and, for class tasks, by class.
+
+For Exp 1 (``reber``, scored at every step) a third line counts the wrong steps by context: the
+previous and the current symbol and the legal next ones, e.g. ``TV->PV 130`` (after ``T V`` the
+legal next symbols are ``P`` and ``V``: a one-step memory) or ``SE->T 57`` (after the inner ``E``
+the outer ``T`` must come: the long-lag step).
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
 from experiments import checkpoint, config, runner, train
 
 REAL_TARGETS = ("adding", "multiplication")
+REBER_SYMBOLS = "BTPSXVE"  # experiments.tasks.reber's one-hot order
 CHUNK = 1000  # sequences per compiled call (20,000 sequences of 2c at q = 100 would need 1.7 GB at once)
 
 
@@ -71,6 +79,18 @@ def _wrong_by(wrong: np.ndarray, groups: np.ndarray, names: list[str]) -> str:
   """``name: wrong/count`` for each group ``0, 1, ...`` of ``groups``."""
   counts = [(int(wrong[groups == g].sum()), int((groups == g).sum())) for g in range(len(names))]
   return ", ".join(f"{name}: {w}/{m}" for name, (w, m) in zip(names, counts))
+
+
+def wrong_contexts(wrong_step: np.ndarray, ids: np.ndarray, legal: np.ndarray, top: int = 8) -> str:
+  """Exp 1's wrong steps ``(N, T)`` counted by context ``PREV CUR->LEGAL`` (``^`` before the first symbol)."""
+  counts: dict[str, int] = {}
+  for n, t in zip(*np.nonzero(wrong_step)):
+    prev = REBER_SYMBOLS[ids[n, t - 1]] if t > 0 else "^"
+    nxt = "".join(REBER_SYMBOLS[k] for k in np.flatnonzero(legal[n, t]))
+    context = f"{prev}{REBER_SYMBOLS[ids[n, t]]}->{nxt}"
+    counts[context] = counts.get(context, 0) + 1
+  ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+  return ", ".join(f"{c} {k}" for c, k in ranked) if ranked else "none"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +137,19 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     ex = jax.vmap(task.sample)(keys)
     outputs, s = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
     at_end = jax.vmap(lambda a, n: a[n - 1])
-    return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), at_end(ex.targets, ex.length), ex.length
+    targets = at_end(ex.targets, ex.length)
+    if task.name == "reber":  # every string ends on E: the class is the outer symbol (T or P) the net must carry
+      targets = jax.nn.one_hot((ex.ids[:, 1] == REBER_SYMBOLS.index("P")).astype(jnp.int32), 2)
+    return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), targets, ex.length
+
+  @jax.jit
+  def reber_steps(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
+    """For Exp 1: which scored steps are wrong (legal outputs not the most active), symbols, legal sets."""
+    ex = jax.vmap(task.sample)(keys)
+    outputs, _ = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
+    low_legal = jnp.min(jnp.where(ex.legal, outputs, jnp.inf), axis=-1)
+    high_illegal = jnp.max(jnp.where(ex.legal, -jnp.inf, outputs), axis=-1)
+    return ex.scored & (low_legal <= high_illegal), ex.ids, ex.legal
 
   def measure_all(params: train.ModelParams) -> list[np.ndarray]:
     parts = [jax.device_get(measure(params, k)) for k in chunks]
@@ -145,6 +177,12 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
       cls = _classes(targets)
       line += f"; by class: {_wrong_by(wrong, cls, [str(k) for k in range(int(cls.max()) + 1)])}"
     print(line)
+    if task.name == "reber":
+      parts = [jax.device_get(reber_steps(train.trial_params(state, i), k)) for k in chunks]
+      wrong_step, ids, legal = (np.concatenate([np.asarray(part[j]) for part in parts]) for j in range(3))
+      print(
+        f"  wrong steps by context (previous, current symbol -> legal next): {wrong_contexts(wrong_step, ids, legal)}"
+      )
 
 
 if __name__ == "__main__":

@@ -254,6 +254,55 @@ def test_cell_states_reports_the_end_states_of_a_finished_run(finished_run, caps
     assert by_class == [(int(wrong[cls == k].sum()), int((cls == k).sum())) for k in (0, 1)]
 
 
+@pytest.mark.xdist_group("diagnostics")
+def test_cell_states_counts_exp1s_wrong_steps_by_context(finished_run, capsys):
+  import jax
+  import numpy as np
+
+  from experiments import cell_states, checkpoint, runner, train
+
+  out = finished_run("exp1_reber_3x2_lr0p5")
+  capsys.readouterr()
+  n = 24
+  cell_states.main([str(out), "--sequences", str(n), "--trials", "1", "--seed", "3"])
+  printed = capsys.readouterr().out
+  cfg = config.load(out / "config.toml")
+  task = runner.make_task(cfg)
+  state, _ = checkpoint.load(out / "checkpoint.npz", train.build(cfg, task).init_state())
+  model = train.build_model(cfg, task)
+  ex = jax.tree.map(np.asarray, jax.vmap(task.sample)(jax.random.split(jax.random.key(3), n)))
+  outputs, _ = jax.vmap(model.apply, in_axes=(None, 0))(train.trial_params(state, 0), model.inputs(ex))
+  outputs = np.asarray(outputs)
+  # The reference: a Python loop over every scored step, the symbols read back from the one-hot inputs.
+  symbols = "BTPSXVE"
+  counts: dict[str, int] = {}
+  wrong = np.zeros(n, bool)
+  for k in range(n):
+    read = [symbols[i] for i in ex.xs[k].argmax(-1)]
+    for t in range(int(ex.length[k])):
+      legal = ex.legal[k, t]
+      if outputs[k, t][legal].min() <= outputs[k, t][~legal].max():
+        context = (read[t - 1] if t else "^") + read[t] + "->" + "".join(symbols[i] for i in np.flatnonzero(legal))
+        counts[context] = counts.get(context, 0) + 1
+        wrong[k] = True
+  assert counts, "a net trained on 20 strings gets some steps wrong"
+  expected = ", ".join(f"{c} {m}" for c, m in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:8])
+  m = re.search(r"wrong steps by context \(previous, current symbol -> legal next\): (.*)\n", printed)
+  assert m, printed
+  assert m.group(1) == expected
+  # The classes are the outer symbols (T: 0, P: 1).
+  outer = ex.xs[:, 1].argmax(-1)
+  assert set(outer) == {1, 2}, "both outer symbols drawn"
+  by_class = re.search(r"; by class: 0: (\d+)/(\d+), 1: (\d+)/(\d+)\n", printed)
+  assert by_class, printed
+  assert [int(v) for v in by_class.groups()] == [
+    int(wrong[outer == 1].sum()),
+    int((outer == 1).sum()),
+    int(wrong[outer == 2].sum()),
+    int((outer == 2).sum()),
+  ]
+
+
 def test_cell_states_rejects_an_empty_sample(tmp_path: Path, capsys):
   from experiments import cell_states
 
