@@ -139,6 +139,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     at_end = jax.vmap(lambda a, n: a[n - 1])
     targets = at_end(ex.targets, ex.length)
     if task.name == "reber":  # every string ends on E: the class is the outer symbol (T or P) the net must carry
+      assert ex.ids is not None, "the reber task gives each step's symbol"
       targets = jax.nn.one_hot((ex.ids[:, 1] == REBER_SYMBOLS.index("P")).astype(jnp.int32), 2)
     return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), targets, ex.length
 
@@ -149,6 +150,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     outputs, _ = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
     low_legal = jnp.min(jnp.where(ex.legal, outputs, jnp.inf), axis=-1)
     high_illegal = jnp.max(jnp.where(ex.legal, -jnp.inf, outputs), axis=-1)
+    assert ex.ids is not None and ex.legal is not None, "the reber task gives each step's symbol and legal set"
     return ex.scored & (low_legal <= high_illegal), ex.ids, ex.legal
 
   def measure_all(params: train.ModelParams) -> list[np.ndarray]:
