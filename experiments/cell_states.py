@@ -44,9 +44,9 @@ import numpy as np
 
 import jaxrnn
 from experiments import checkpoint, config, runner, train
+from experiments.tasks import reber
 
 REAL_TARGETS = ("adding", "multiplication")
-REBER_SYMBOLS = "BTPSXVE"  # experiments.tasks.reber's one-hot order
 CHUNK = 1000  # sequences per compiled call (20,000 sequences of 2c at q = 100 would need 1.7 GB at once)
 
 
@@ -85,9 +85,9 @@ def wrong_contexts(wrong_step: np.ndarray, ids: np.ndarray, legal: np.ndarray, t
   """Exp 1's wrong steps ``(N, T)`` counted by context ``PREV CUR->LEGAL`` (``^`` before the first symbol)."""
   counts: dict[str, int] = {}
   for n, t in zip(*np.nonzero(wrong_step)):
-    prev = REBER_SYMBOLS[ids[n, t - 1]] if t > 0 else "^"
-    nxt = "".join(REBER_SYMBOLS[k] for k in np.flatnonzero(legal[n, t]))
-    context = f"{prev}{REBER_SYMBOLS[ids[n, t]]}->{nxt}"
+    prev = reber.SYMBOLS[ids[n, t - 1]] if t > 0 else "^"
+    nxt = "".join(reber.SYMBOLS[k] for k in np.flatnonzero(legal[n, t]))
+    context = f"{prev}{reber.SYMBOLS[ids[n, t]]}->{nxt}"
     counts[context] = counts.get(context, 0) + 1
   ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
   return ", ".join(f"{c} {k}" for c, k in ranked) if ranked else "none"
@@ -140,7 +140,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     targets = at_end(ex.targets, ex.length)
     if task.name == "reber":  # every string ends on E: the class is the outer symbol (T or P) the net must carry
       assert ex.ids is not None, "the reber task gives each step's symbol"
-      targets = jax.nn.one_hot((ex.ids[:, 1] == REBER_SYMBOLS.index("P")).astype(jnp.int32), 2)
+      targets = jax.nn.one_hot((ex.ids[:, 1] == reber.SYMBOLS.index("P")).astype(jnp.int32), 2)
     return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), targets, ex.length
 
   @jax.jit
@@ -148,10 +148,8 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     """For Exp 1: which scored steps are wrong (legal outputs not the most active), symbols, legal sets."""
     ex = jax.vmap(task.sample)(keys)
     outputs, _ = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
-    low_legal = jnp.min(jnp.where(ex.legal, outputs, jnp.inf), axis=-1)
-    high_illegal = jnp.max(jnp.where(ex.legal, -jnp.inf, outputs), axis=-1)
-    assert ex.ids is not None and ex.legal is not None, "the reber task gives each step's symbol and legal set"
-    return ex.scored & (low_legal <= high_illegal), ex.ids, ex.legal
+    assert ex.ids is not None, "the reber task gives each step's symbol"
+    return ~reber.step_correct(outputs, ex), ex.ids, ex.legal
 
   def measure_all(params: train.ModelParams) -> list[np.ndarray]:
     parts = [jax.device_get(measure(params, k)) for k in chunks]

@@ -139,6 +139,22 @@ def _encode(strings: list[tuple[str, list[str]]], legal_targets: bool = False) -
   )
 
 
+def step_correct(outputs: jax.Array, example: Example) -> jax.Array:
+  """Whether, at each step, the legal next symbols' outputs are the most active ones.
+
+  Args:
+    outputs: ``(..., T, 7)`` the net's sigmoid outputs.
+    example: the string(s), with ``legal (..., T, 7)``.
+
+  Returns:
+    ``(..., T)`` bool: ``min(outputs[legal]) > max(outputs[~legal])``; padding steps count as correct.
+  """
+  outputs = jnp.asarray(outputs)
+  low_legal = jnp.min(jnp.where(example.legal, outputs, jnp.inf), axis=-1)
+  high_illegal = jnp.max(jnp.where(example.legal, -jnp.inf, outputs), axis=-1)
+  return jnp.where(example.scored, low_legal > high_illegal, True)
+
+
 def correct(outputs: jax.Array, example: Example) -> jax.Array:
   """Whether, at every scored step, the legal next symbols' outputs are the most active ones.
 
@@ -147,12 +163,9 @@ def correct(outputs: jax.Array, example: Example) -> jax.Array:
     example: the string, with ``legal (T, 7)``.
 
   Returns:
-    ``()`` bool: ``min(outputs[legal]) > max(outputs[~legal])`` at every scored step.
+    ``()`` bool: :func:`step_correct` at every step.
   """
-  outputs = jnp.asarray(outputs)
-  low_legal = jnp.min(jnp.where(example.legal, outputs, jnp.inf), axis=-1)
-  high_illegal = jnp.max(jnp.where(example.legal, -jnp.inf, outputs), axis=-1)
-  return jnp.all(jnp.where(example.scored, low_legal > high_illegal, True))
+  return jnp.all(step_correct(outputs, example))
 
 
 def make_reber(
