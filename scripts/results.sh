@@ -60,7 +60,7 @@ run modern_elman_copy_t100
 # Ablations: the paper's set-up with one change each (see each config's header and results/NOTES.md).
 run ablation_exp4_adding_t100_linear
 run ablation_exp4_adding_t500_linear
-run ablation_exp5_multiplication_nseq13_linear --set train.trials=5 --set train.max_sequences=1500000
+run ablation_exp5_multiplication_nseq13_linear
 run ablation_exp1_reber_6x2_lr0p5
 run ablation_exp2c_q100_p100_hidentity
 $PY -m experiments report results/*/ --out RESULTS.md --notes results/NOTES.md
