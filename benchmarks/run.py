@@ -69,10 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.block_s = 0.05 if args.quick else 0.25
   args.options = {}
   for option in args.xla_option:
-    key, sep, value = option.partition("=")
-    if not sep or not key:
-      p.error(f"--xla-option takes KEY=VALUE, got {option!r}")
-    args.options[key] = int(value) if value.isdigit() else value
+    try:
+      key, value = timing.compiler_option(option)
+    except ValueError as e:
+      p.error(f"--xla-option: {e}")
+    args.options[key] = value
   args.options = args.options or None
   return args
 

@@ -1,4 +1,5 @@
-"""Timing helpers: interleaved medians, the matrix-product rate and a description of the machine."""
+"""Timing helpers: interleaved medians, the matrix-product rate, a description of the machine, and the
+parsing of a ``KEY=VALUE`` compiler option given on a command line."""
 
 from __future__ import annotations
 
@@ -99,3 +100,14 @@ def describe_machine() -> dict[str, str]:
     "cores": str(os.cpu_count()),
     **versions(),
   }
+
+
+def compiler_option(text: str) -> tuple[str, Any]:
+  """``KEY=VALUE`` (a per-jit XLA compiler option) as ``(KEY, value)``: ``true``/``false`` become bools,
+  digits an int, anything else stays a string. Raises ValueError without ``=`` or a key."""
+  key, sep, value = text.partition("=")
+  if not sep or not key:
+    raise ValueError(f"a compiler option takes KEY=VALUE, got {text!r}")
+  if value in ("true", "false"):
+    return key, value == "true"
+  return key, int(value) if value.isdigit() else value

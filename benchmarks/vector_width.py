@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   option = WIDE
   if args.option is not None:
-    key, _, value = args.option.partition("=")
-    option = {key: True if value == "true" else False if value == "false" else int(value) if value.isdigit() else value}
+    try:
+      option = dict([timing.compiler_option(args.option)])
+    except ValueError as e:
+      parser.error(f"--option: {e}")
     print(f"option: {option}")
   print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
   print(f"load average at start: {timing.load_average():.2f}\n")
