@@ -340,7 +340,8 @@ def test_vmapped_trials_equal_trials_run_one_by_one():
 def test_evaluations_too_large_for_one_batch_score_in_batches_alike(monkeypatch):
   # The final test and Exp 3's periodic check, with a memory cap that allows 3 sequences per batch (so
   # 20 test sequences are 7 batches, the last padded, and the check's 7 are 3), equal the same
-  # evaluations scored in one batch: the same sequences, the same wrong counts and errors.
+  # evaluations scored in one batch: the same sequences, the same wrong counts and errors (to float32
+  # rounding: the batches sum in another order, which on GPU moves the mean error by a few ulps).
   task = stand_in_task()
   stop = {"rule": "st12", "check_every": 10, "test_size": 7, "max_wrong": 0, "mean_error": 0.001}
   cfg = paper_cfg(trials=2, max_sequences=40, eval_every=10, stop=stop)
@@ -352,11 +353,11 @@ def test_evaluations_too_large_for_one_batch_score_in_batches_alike(monkeypatch)
   c1, c2 = s1.trials.stats, s2.trials.stats
   assert np.all(np.asarray(c1.check_wrong) >= 0)  # a check ran
   np.testing.assert_array_equal(c1.check_wrong, c2.check_wrong)
-  np.testing.assert_allclose(c1.check_error, c2.check_error, rtol=1e-6)
+  np.testing.assert_allclose(c1.check_error, c2.check_error, rtol=1e-5)
   t1, t2 = whole.test(s1.trials.params), batched.test(s2.trials.params)
   np.testing.assert_array_equal(t1["wrong"], t2["wrong"])
-  np.testing.assert_allclose(t1["error"], t2["error"], rtol=1e-6)
-  np.testing.assert_allclose(t1["mse"], t2["mse"], rtol=1e-6)
+  np.testing.assert_allclose(t1["error"], t2["error"], rtol=1e-5)
+  np.testing.assert_allclose(t1["mse"], t2["mse"], rtol=1e-5)
   # And both count the test's wrong sequences as the task's own rule does, sequence by sequence.
   model, (_, _, test_keys) = whole.model, train._trial_keys(whole.trial_info)
   for i in range(2):
