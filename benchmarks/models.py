@@ -72,23 +72,30 @@ def flax_calls(cell: str, xs: np.ndarray, H: int, *, options: dict[str, Any] | N
   return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 
-def torch_calls(cell: str, xs: np.ndarray, H: int) -> tuple[Call, Call]:
-  """``torch.nn.LSTM``, ``GRU`` or ``RNN`` (tanh), time-major."""
+def torch_calls(cell: str, xs: np.ndarray, H: int, *, device: str = "cpu") -> tuple[Call, Call]:
+  """``torch.nn.LSTM``, ``GRU`` or ``RNN`` (tanh), time-major, on ``device`` (``"cuda"``: cuDNN's kernels).
+
+  On ``"cuda"`` each call waits for the GPU (``torch.cuda.synchronize``), as the JAX calls block on their
+  results.
+  """
   import torch
 
-  module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell](xs.shape[-1], H)
-  x = torch.from_numpy(xs)
+  module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}[cell](xs.shape[-1], H).to(device)
+  x = torch.from_numpy(xs).to(device)
   parameters = list(module.parameters())
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def train() -> None:
     for p in parameters:
       p.grad = None
     ys, _ = module(x)
     (ys**2).mean().backward()
+    sync()
 
   def infer() -> None:
     with torch.no_grad():
       module(x)
+    sync()
 
   return train, infer
 

@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--block-s", type=float, default=None, help="seconds per timed block (default 0.25, quick 0.05)")
   p.add_argument("--markdown", default=None, help="also write the tables as markdown to this file")
   p.add_argument(
+    "--sweep-trials",
+    default="128",
+    help="comma-separated trial counts for the sweep section (default 128, issue 4's sweep; a GPU runs many more "
+    "at about the same time per sequence)",
+  )
+  p.add_argument(
     "--xla-option",
     action="append",
     default=[],
@@ -63,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   args.modes = [m for m in args.modes.split(",") if m]
   args.sections = [s for s in args.sections.split(",") if s]
   args.peers = [s for s in args.peers.split(",") if s and s != "none"]
+  args.sweep_trials = [int(n) for n in args.sweep_trials.split(",") if n]
+  if not args.sweep_trials or min(args.sweep_trials) < 1:
+    p.error(f"--sweep-trials takes positive trial counts, e.g. 128,1024; got {args.sweep_trials}")
   if args.rounds is None:
     args.rounds = 3 if args.quick else 7
   if args.block_s is None:
@@ -108,7 +117,7 @@ def rnn_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
       if reference:
         calls["reference"] = models.jaxrnn_calls(cell, xs, H, impl="reference", options=opts)
       if "torch" in args.peers:
-        calls["torch"] = models.torch_calls(cell, xs, H)
+        calls["torch"] = models.torch_calls(cell, xs, H, device=args.torch_device)
       if "flax" in args.peers:
         calls["flax"] = models.flax_calls(cell, xs, H, options=opts)
       for mode in args.modes:
@@ -141,7 +150,7 @@ def scan_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
       xs = models.make_inputs(B, T, I)
       calls = {"scan": models.scan_product_call(cell, B, T, H), "jaxrnn": models.jaxrnn_calls(cell, xs, H)[1]}
       if "torch" in args.peers:
-        calls["torch"] = models.torch_calls(cell, xs, H)[1]
+        calls["torch"] = models.torch_calls(cell, xs, H, device=args.torch_device)[1]
       secs = timing.measure(calls, rounds=args.rounds, block_s=args.block_s)
       floor = models.forward_flops(cell, B, T, I, H) / rate
       recurrent_flops = 2.0 * T * B * H * models.GATES[cell] * H
@@ -159,13 +168,19 @@ def scan_section(args: argparse.Namespace, rate: float) -> tuple[str, str]:
 
 
 def sweep_section(args: argparse.Namespace) -> tuple[str, str]:
-  trials, T = 128, 100
+  T = 100
   sequences = 20 if args.quick else 100
   torch_sequences = 5 if args.quick else 20
-  rates = {"jaxrnn": sweep.rate(sweep.jaxrnn_program(trials, sequences, T), trials * sequences)}
+  rates = {}
+  for trials in args.sweep_trials:
+    name = "jaxrnn" if len(args.sweep_trials) == 1 else f"jaxrnn, {trials} trials"
+    rates[name] = sweep.rate(sweep.jaxrnn_program(trials, sequences, T), trials * sequences)
   if has_impl() and not args.no_reference:
+    trials = args.sweep_trials[0]
     program = sweep.jaxrnn_program(trials, sequences, T, impl="reference")
-    rates["reference"] = sweep.rate(program, trials * sequences)
+    rates["reference" if len(args.sweep_trials) == 1 else f"reference, {trials} trials"] = sweep.rate(
+      program, trials * sequences
+    )
   if "torch" in args.peers:
     rates["torch loop"] = sweep.rate(sweep.torch_loop(torch_sequences, T), torch_sequences)
   header = ["program", "trial-sequences/s", "vs torch loop"]
@@ -176,8 +191,9 @@ def sweep_section(args: argparse.Namespace) -> tuple[str, str]:
   text, md = table(header, rows)
   note = (
     f"Online training (one sequence per update) of lstm1997(2, 2, truncated_gradient=True) + 1 sigmoid unit, "
-    f"T={T}; jaxrnn: {trials} trials x {sequences} sequences vmapped in one program; "
-    f"torch: one net, {torch_sequences} sequences in a Python loop. Targets: >= 50,000/s and >= 30x the loop."
+    f"T={T}; jaxrnn: {'/'.join(map(str, args.sweep_trials))} trials x {sequences} sequences vmapped in one "
+    f"program; torch: one net on the CPU, {torch_sequences} sequences in a Python loop. Targets (128 trials): "
+    ">= 50,000/s and >= 30x the loop."
   )
   return text + "\n" + note, md + "\n\n" + note
 
@@ -207,11 +223,13 @@ def main(argv: list[str] | None = None) -> None:
   import torch
 
   torch.set_num_threads(os.cpu_count() or 1)
+  # The peers run where JAX runs: PyTorch on CUDA (cuDNN) when JAX's default backend is a GPU.
+  args.torch_device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
   machine = timing.describe_machine()
   load_start = timing.load_average()
   rate, n = timing.matmul_rate(rounds=args.rounds)
   head = [f"{k}: {v}" for k, v in machine.items()]
-  head.append(f"devices: {jax.devices()}; torch threads: {torch.get_num_threads()}")
+  head.append(f"devices: {jax.devices()}; torch device: {args.torch_device}; torch threads: {torch.get_num_threads()}")
   head.append(f"matmul rate: {rate / 1e9:.0f} GFLOP/s (float32 jnp.matmul {n}x{n}, best of 1024, 2048)")
   head.append(f"command: python -m benchmarks.run {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
   out_text, out_md = ["\n".join(head)], ["```\n" + "\n".join(head) + "\n```"]

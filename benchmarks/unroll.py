@@ -1,12 +1,13 @@
-"""Does ``lax.scan``'s ``unroll`` speed up jaxrnn's fast path on CPU?
+"""Does ``lax.scan``'s ``unroll`` speed up jaxrnn's fast path (on the CPU, or on a GPU)?
 
 Usage::
 
   python -m benchmarks.unroll [--cells elman,lstm] [--shapes 16x1000x8x64,32x100x2x8,64x100x32x128]
+                              [--unrolls 1,2,4]
 
 Times, in one process with :func:`benchmarks.timing.measure` (interleaved blocks), the training step
 (forward and backward, loss ``mean(ys ** 2)``) and the forward pass of ``jaxrnn.unroll`` with
-``unroll`` = 1, 2 and 4, for each cell and shape (the benchmark's models and inputs, see
+each ``unroll`` factor (default 1, 2 and 4), for each cell and shape (the benchmark's models and inputs, see
 ``benchmarks.models``). It checks that the three give the same outputs and gradients, then prints
 the medians in milliseconds.
 """
@@ -23,24 +24,27 @@ import numpy as np
 import jaxrnn
 from benchmarks import models, timing
 
-UNROLLS = (1, 2, 4)
 
-
-def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+def time_shape(
+  cell_name: str, B: int, T: int, I: int, H: int, rounds: int, unrolls: tuple[int, ...]
+) -> dict[str, float]:
   """Median seconds of ``train u{n}`` and ``infer u{n}`` for every unroll factor, after checking they agree."""
   cell = models.jaxrnn_cell(cell_name, H)
   params = cell.init(jax.random.key(0), I)
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls = {}
   first = None
-  for n in UNROLLS:
+  for n in unrolls:
 
     def outputs(p: Any, x: jax.Array, n: int = n) -> jax.Array:
       return jaxrnn.unroll(cell, p, x, unroll=n)[1]
 
-    grad = jax.jit(jax.grad(lambda p, x, f=outputs: jnp.mean(f(p, x) ** 2)))
-    fwd = jax.jit(outputs)
-    got = (fwd(params, xs), grad(params, xs))
+    def loss(p: Any, x: jax.Array, f: Any = outputs) -> jax.Array:
+      return jnp.mean(f(p, x) ** 2)
+
+    grad, fwd = jax.jit(jax.grad(loss)), jax.jit(outputs)
+    with jax.default_matmul_precision("highest"):  # the check compares at full float32 (a GPU defaults to TF32)
+      got = (jax.jit(outputs)(params, xs), jax.jit(jax.grad(loss))(params, xs))
     if first is None:
       first = got
     else:
@@ -57,16 +61,20 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--cells", default="elman,lstm", help="comma-separated subset of lstm,gru,elman")
   p.add_argument("--shapes", default="16x1000x8x64,32x100x2x8,64x100x32x128", help="comma-separated BxTxIxH")
   p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
+  p.add_argument("--unrolls", default="1,2,4", help="comma-separated unroll factors; the first is the baseline")
   args = p.parse_args(argv)
+  unrolls = tuple(int(n) for n in args.unrolls.split(",") if n)
+  if not unrolls or min(unrolls) < 1:
+    p.error(f"--unrolls takes positive integers, e.g. 1,2,4; got {args.unrolls!r}")
   print(f"load average (1 min): {timing.load_average():.2f}")
-  head = " | ".join(f"{m} u{n}" for m in ("train", "infer") for n in UNROLLS)
+  head = " | ".join(f"{m} u{n}" for m in ("train", "infer") for n in unrolls)
   print(f"| cell | B,T,I,H | {head} |")
-  print("|---:|---:|" + "---:|" * (2 * len(UNROLLS)))
+  print("|---:|---:|" + "---:|" * (2 * len(unrolls)))
   for cell_name in args.cells.split(","):
     for shape in args.shapes.split(","):
       B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, args.rounds)
-      row = " | ".join(f"{t[f'{m} u{n}'] * 1e3:.2f}" for m in ("train", "infer") for n in UNROLLS)
+      t = time_shape(cell_name, B, T, I, H, args.rounds, unrolls)
+      row = " | ".join(f"{t[f'{m} u{n}'] * 1e3:.2f}" for m in ("train", "infer") for n in unrolls)
       print(f"| {cell_name} | {B},{T},{I},{H} | {row} |", flush=True)
   print(f"load average (1 min): {timing.load_average():.2f}")
 
