@@ -40,6 +40,7 @@ PUBLIC = {
   # running
   "unroll",
   "reverse_valid",
+  "default_unroll",
   # layers and readouts
   "rnn",
   "stacked",

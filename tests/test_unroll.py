@@ -7,6 +7,7 @@ import math
 
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -146,6 +147,30 @@ def test_scan_unroll_option_does_not_change_results(name):
   want = run(cell, params, xs)
   for u in (2, 4, True):
     chex.assert_trees_all_close(run(cell, params, xs, unroll=u), want, **TOL)
+
+
+@pytest.mark.parametrize(("backend", "steps"), [("cpu", 1), ("gpu", 8), ("tpu", 8)])
+@pytest.mark.parametrize("impl", ["auto", "reference"])
+def test_default_unroll_follows_the_backend(monkeypatch, backend, steps, impl):
+  # unroll=None traces the scans over steps with default_unroll() steps per iteration: 1 on the CPU, 8 on a
+  # GPU or TPU (the fast path's loop over chunks of steps stays a plain loop).
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  assert jaxrnn.default_unroll() == steps
+  cell, params = CELLS["lstm_peepholes"], PARAMS["lstm_peepholes"]
+  xs = jnp.ones((T, 2, I))
+  loss = lambda p: jnp.sum(jaxrnn.unroll(cell, p, xs, impl=impl)[1])  # noqa: E731
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(params)
+  scans = [e for e in jax_core_eqns(jaxpr.jaxpr) if e.primitive.name == "scan"]
+  unrolls = {e.params["unroll"] for e in scans}
+  assert max(unrolls) == steps and unrolls <= {1, steps}
+
+
+def jax_core_eqns(jaxpr):
+  """Every equation of ``jaxpr``, those inside sub-jaxprs (scan bodies, custom derivatives) included."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from jax_core_eqns(sub)
 
 
 # ----------------------------------------------------------------------------

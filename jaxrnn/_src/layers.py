@@ -74,13 +74,13 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
   return apply_fn
 
 
-def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool = 1, time_major: bool = True) -> Layer:
+def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool | None = None, time_major: bool = True) -> Layer:
   """The layer that unrolls ``cell`` over a sequence (see :func:`jaxrnn.unroll`).
 
   Args:
     cell: a :class:`jaxrnn.Cell`.
     reverse: process sequences from their last valid step to their first.
-    unroll: steps per scan iteration.
+    unroll: steps per scan iteration (None: by backend, see :func:`jaxrnn.unroll`).
     time_major: the default layout of ``xs``.
 
   Returns:
