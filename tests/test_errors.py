@@ -357,6 +357,14 @@ def test_bad_sizes_and_steps_at_call_time():
     lambda xs: jaxrnn.unroll(cell, params, xs, truncate=0),
     jnp.ones((5, I)),
   )
+  for unroll, error, match in [
+    (0, ValueError, r"unroll must be >= 1, got 0"),
+    (2.5, TypeError, r"unroll must be an int, got float 2.5"),
+    ("8", TypeError, r"unroll must be an int, got str '8'"),
+  ]:
+    for impl in ("auto", "reference"):
+      with pytest.raises(error, match=match):
+        jaxrnn.unroll(cell, params, jnp.ones((5, I)), unroll=unroll, impl=impl)
 
 
 def test_layer_call_errors():

@@ -114,9 +114,9 @@ def unroll(
     reverse: run from the last valid step to the first. Outputs come back in
       input order; with ``lengths`` only the valid part is reversed.
     time_major: the layout of ``xs`` and of the returned ``ys``.
-    unroll: steps per scan iteration (``lax.scan``'s ``unroll``). None (the
-      default) picks by JAX's default backend (:func:`default_unroll`): 1 on
-      the CPU, 8 on a GPU or TPU.
+    unroll: steps per scan iteration (``lax.scan``'s ``unroll``): an int >= 1,
+      or ``True`` for all steps. None (the default) picks by JAX's default
+      backend (:func:`default_unroll`): 1 on the CPU, 8 on a GPU or TPU.
     truncate: truncated BPTT: if set to ``k``, gradients flow back through
       the carry for at most ``k`` steps (the carry's gradient is cut before
       steps ``k, 2k, ...`` of each sequence, counted in processing order; the
@@ -158,6 +158,8 @@ def unroll(
     base.check_positive_int("remat", remat)
   if unroll is None:
     unroll = default_unroll()
+  elif not isinstance(unroll, bool):
+    base.check_positive_int("unroll", unroll)
   if not time_major:
     xs = jnp.moveaxis(xs, -2, 0)
   T = xs.shape[0]
