@@ -171,16 +171,13 @@ def sweep_section(args: argparse.Namespace) -> tuple[str, str]:
   T = 100
   sequences = 20 if args.quick else 100
   torch_sequences = 5 if args.quick else 20
-  rates = {}
-  for trials in args.sweep_trials:
-    name = "jaxrnn" if len(args.sweep_trials) == 1 else f"jaxrnn, {trials} trials"
-    rates[name] = sweep.rate(sweep.jaxrnn_program(trials, sequences, T), trials * sequences)
+  runs: list[tuple[str, int, str | None]] = [("jaxrnn", trials, None) for trials in args.sweep_trials]
   if has_impl() and not args.no_reference:
-    trials = args.sweep_trials[0]
-    program = sweep.jaxrnn_program(trials, sequences, T, impl="reference")
-    rates["reference" if len(args.sweep_trials) == 1 else f"reference, {trials} trials"] = sweep.rate(
-      program, trials * sequences
-    )
+    runs.append(("reference", args.sweep_trials[0], "reference"))
+  rates = {}
+  for name, trials, impl in runs:
+    label = name if len(args.sweep_trials) == 1 else f"{name}, {trials} trials"
+    rates[label] = sweep.rate(sweep.jaxrnn_program(trials, sequences, T, impl=impl), trials * sequences)
   if "torch" in args.peers:
     rates["torch loop"] = sweep.rate(sweep.torch_loop(torch_sequences, T), torch_sequences)
   header = ["program", "trial-sequences/s", "vs torch loop"]
