@@ -1,6 +1,6 @@
 """``python -m experiments report RUNS... --out RESULTS.md``: our rows beside the paper's, with learning curves.
 
-One table per experiment (the ``paper.experiment`` of each run's config), one row per run with the
+An overview first (each paper row: ours, the paper's, and whether it is reproduced), then one table per experiment (the ``paper.experiment`` of each run's config), one row per run with the
 paper's numbers beside ours, the task's baselines below, and a learning-curve PNG per run
 (training error against training sequences, from metrics.jsonl) in ``<out folder>/figures/``.
 """
@@ -8,6 +8,7 @@ paper's numbers beside ours, the task's baselines below, and a learning-curve PN
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,61 @@ def _baselines(s: dict[str, Any]) -> list[str]:
   return out
 
 
+def _natural(name: str) -> list[Any]:
+  """A sort key that orders the numbers inside ``name`` by value (``t500`` before ``t1000``)."""
+  return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name)]
+
+
+def verdict(s: dict[str, Any]) -> str:
+  """Whether a run reproduces its paper row by issue 3's bar: ``"yes"``, ``"partly"`` or ``"no"``.
+
+  "yes" is at least the paper's success rate with a mean of sequences to success at most twice the paper's;
+  "no" is no trial solved; "partly" is anything between. Where the paper gives no success rate (it reports a
+  mean over its trials and no failures), the bar is every trial solved.
+  """
+  paper = s.get("paper") or {}
+  if not s["success_rate"]:
+    return "no"
+  bar = paper.get("success_rate")
+  bar = 1.0 if bar is None else bar
+  mean = (s.get("sequences_to_success") or {}).get("mean")
+  paper_mean = paper.get("sequences_to_success")
+  fast = paper_mean is None or (mean is not None and mean <= 2 * paper_mean)
+  return "yes" if s["success_rate"] >= bar - 1e-9 and fast else "partly"
+
+
+def _glance(summaries: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+  """One line per paper row run in paper mode (ablations left out): ours, the paper's, and the verdict."""
+  rows = [s for _, s in summaries if s["mode"] == "paper" and s.get("paper") and not s["config"].startswith("ablation_")]
+  if not rows:
+    return []
+  rows.sort(key=lambda s: (s.get("experiment") or s["task"], _natural(s["config"])))
+  text = [
+    "## At a glance",
+    "",
+    "Each paper row run in paper mode: reproduced (*yes*) when at least the paper's success rate is reached",
+    "with at most twice its mean sequences to success (where the paper gives no rate, every trial must",
+    "solve); *partly* when some trials solve; *no* when none does. Details, ablations and the analysis below.",
+    "",
+    "| experiment | row | trials | success ours / paper | sequences ours / paper | ratio | reproduced |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for s in rows:
+    paper = s["paper"]
+    mean = (s.get("sequences_to_success") or {}).get("mean")
+    paper_mean = paper.get("sequences_to_success")
+    ratio = f"{mean / paper_mean:.2f}x" if mean is not None and paper_mean else "-"
+    cut = " (truncated)" if s["truncated"] else ""
+    text.append(
+      f"| {s.get('experiment') or s['task']} | {s.get('row', s['config'])} | {s['trials']}{cut} | "
+      f"{_pct(s['success_rate'])} / {_pct(paper.get('success_rate'))} | "
+      f"{_seqs(s['sequences_to_success'])} / {_seqs(paper_mean)} | {ratio} | {verdict(s)} |"
+    )
+  counts = {v: sum(verdict(s) == v for s in rows) for v in ("yes", "partly", "no")}
+  text += ["", f"Of {len(rows)} rows: {counts['yes']} reproduced, {counts['partly']} partly, {counts['no']} not."]
+  return text
+
+
 def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path:
   """Writes the Markdown report of ``runs`` to ``out`` (and PNGs beside it); returns ``out``.
 
@@ -95,6 +151,9 @@ def write_report(runs: list[Path], out: Path, notes: Path | None = None) -> Path
     "per trial in a full run) over the solved trials (all trials if none solved). A run marked truncated had",
     "fewer trials or a smaller budget than a full run.",
   ]
+  glance = _glance(summaries)
+  if glance:
+    text += ["", *glance]
   if notes is not None:
     text += ["", notes.read_text().rstrip()]
   for name, items in sorted(groups.items()):

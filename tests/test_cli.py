@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import cli, config
+from experiments import cli, config, report
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.joinpath("configs").glob("*.toml"))
@@ -123,6 +123,9 @@ def test_report(tmp_path: Path):
   assert "## Exp 6a: temporal order" in text and "## Exp 4: adding" in text
   assert "| default |" in text and "chance: 25% correct" in text
   assert (tmp_path / "figures" / "default.png").stat().st_size > 0
+  # The overview lists both paper rows once, before the per-experiment tables.
+  glance = text[text.index("## At a glance") : text.index("## Exp")]
+  assert glance.count("| Exp 4: adding |") == 1 and glance.count("| Exp 6a: temporal order |") == 1
   assert cli.main(["report", str(tmp_path / "nothing"), "--out", str(results)]) == 2
 
 
@@ -339,3 +342,24 @@ def test_committed_results_are_what_results_sh_and_the_configs_produce():
     assert summary["command"] == want, name
     resolved = config.load(ROOT / "configs" / f"{name}.toml", [a for a in args if a != "--set"])
     assert config.dumps(resolved) == (ROOT / "results" / name / "config.toml").read_text(), name
+
+
+@pytest.mark.parametrize(
+  "rate, mean, paper_rate, paper_mean, expected",
+  [
+    (1.0, 19_000.0, 1.0, 10_000.0, "yes"),  # within 2x
+    (1.0, 21_000.0, 1.0, 10_000.0, "partly"),  # over 2x
+    (0.97, 5_000.0, 0.97, 10_000.0, "yes"),  # the paper's own rate is enough
+    (0.9, 5_000.0, 0.97, 10_000.0, "partly"),
+    (0.0, None, 1.0, 10_000.0, "no"),
+    (1.0, 5_000.0, None, 10_000.0, "yes"),  # no rate given: every trial must solve
+    (0.95, 5_000.0, None, 10_000.0, "partly"),
+  ],
+)
+def test_report_verdict_applies_issue_3s_bar(rate, mean, paper_rate, paper_mean, expected):
+  s = {
+    "success_rate": rate,
+    "sequences_to_success": None if mean is None else {"mean": mean},
+    "paper": {"success_rate": paper_rate, "sequences_to_success": paper_mean},
+  }
+  assert report.verdict(s) == expected
