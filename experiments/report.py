@@ -1,8 +1,9 @@
 """``python -m experiments report RUNS... --out RESULTS.md``: our rows beside the paper's, with learning curves.
 
-An overview first (each paper row: ours, the paper's, and whether it is reproduced), then one table per experiment (the ``paper.experiment`` of each run's config), one row per run with the
-paper's numbers beside ours, the task's baselines below, and a learning-curve PNG per run
-(training error against training sequences, from metrics.jsonl) in ``<out folder>/figures/``.
+An overview first (each paper row: ours, the paper's, and whether it is reproduced), then one table per
+experiment (the ``paper.experiment`` of each run's config), one row per run with the paper's numbers beside
+ours, the task's baselines below, and a learning-curve PNG per run (training error against training sequences,
+from metrics.jsonl) in ``<out folder>/figures/``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def verdict(s: dict[str, Any]) -> str:
 
 def _glance(summaries: list[tuple[Path, dict[str, Any]]]) -> list[str]:
   """One line per paper row run in paper mode (ablations left out): ours, the paper's, and the verdict."""
-  rows = [s for _, s in summaries if s["mode"] == "paper" and s.get("paper") and not s["config"].startswith("ablation_")]
+  rows = [s for _, s in summaries if s["mode"] == "paper" and s.get("paper")]
+  rows = [s for s in rows if not s["config"].startswith("ablation_")]
   if not rows:
     return []
   rows.sort(key=lambda s: (s.get("experiment") or s["task"], _natural(s["config"])))
