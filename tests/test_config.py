@@ -207,3 +207,87 @@ def test_gate_bias_sets_the_modern_cells_initial_bias(tmp_path: Path, cell, gate
   assert (b[block * 4 : (block + 1) * 4] == 2.5).all()
   others = [b[k * 4 : (k + 1) * 4] for k in range(gates) if k != block]
   assert all((o != 2.5).all() for o in others)
+
+
+@pytest.mark.parametrize(
+  "base, overrides, key, message",
+  [
+    # paper mode: the net
+    (BASE, ["model.cell=gru"], "model.cell", "in mode 'paper', got 'gru'"),
+    (BASE, ["model.blocks=0"], "model.blocks", "must be >= 1, got 0"),
+    (BASE, ["model.bias=some"], "model.bias", "must be one of"),
+    (BASE, ["model.cell_input_squash=cubic"], "model.cell_input_squash", "must be one of"),
+    (BASE, ["model.cell_output_squash=cubic"], "model.cell_output_squash", "must be one of"),
+    (BASE, ["model.cell_output_squash=1"], "model.cell_output_squash", "must be a string, got int 1"),
+    (BASE, ["model.truncated_gradient=1"], "model.truncated_gradient", "must be a boolean"),
+    (BASE, ["model.init_scale=-0.1"], "model.init_scale", "must be >= 0, got -0.1"),
+    (BASE, ["model.init_scale=inf"], "model.init_scale", "must be finite"),
+    (BASE, ["model.bias=none"], "model.input_gate_bias", "is given but model.bias = 'none'"),
+    (
+      BASE,
+      ["model.output_gate=false", "model.output_gate_bias=[-1.0, -2.0]"],
+      "model.output_gate_bias",
+      "output_gate = false",
+    ),
+    # modern mode: the net
+    (MODERN, ["model.cell=lstm1997"], "model.cell", "in mode 'modern', got 'lstm1997'"),
+    (MODERN, ["model.blocks=2"], "model.blocks", "is only for mode = 'paper'"),
+    (MODERN, ["model.hidden_size=0"], "model.hidden_size", "must be >= 1, got 0"),
+    # training
+    (BASE, ["train.lr=[0.1, 0.1]"], "train.lr", "has repeated values [0.1, 0.1]"),
+    (BASE, ["train.seed=-1"], "train.seed", "must be >= 0, got -1"),
+    (BASE, ["train.update_every=often"], "train.update_every", "must be 'sequence' or 'step', got 'often'"),
+    (BASE, ["train.update_every=step", "train.batch_size=2"], "train.update_every", "needs train.batch_size = 1"),
+    (MODERN, ["train.update_every=step"], "train.update_every", "needs model.mode = 'paper'"),
+    (MODERN, ["train.optimizer=rmsprop"], "train.optimizer", "must be one of"),
+    (MODERN, ["train.clip_norm=-1"], "train.clip_norm", "must be >= 0 (0 = no clipping), got -1.0"),
+    (MODERN, ["train.eval_every=3"], "train.eval_every", "must be a multiple of train.batch_size (2), got 3"),
+    (MODERN, ["train.stop=1"], "train.stop", "must be a table, got int 1"),
+    # stopping rules
+    (BASE, ["train.stop.error=0"], "train.stop.error", "must be > 0, got 0"),
+    (
+      MODERN,
+      ['train.stop={rule="st3", error=0.01, window=1}'],
+      "train.stop.window",
+      "must be >= train.batch_size (2), got 1",
+    ),
+    (
+      MODERN,
+      ['train.stop={rule="st12", mean_error=0.01, max_wrong=-1}'],
+      "train.stop.max_wrong",
+      "must be >= 0, got -1",
+    ),
+    (
+      MODERN,
+      ['train.stop={rule="st12", mean_error=0.01, check_every=3}'],
+      "train.stop.check_every",
+      "multiple of train.batch_size (2)",
+    ),
+    # run and paper sections
+    (BASE, ["run.checkpoint_every=0"], "run.checkpoint_every", "must be >= 1, got 0"),
+    (BASE, ["run.test_size=0"], "run.test_size", "must be >= 1, got 0"),
+    (BASE, ["paper.success_rate=1.5"], "paper.success_rate", "must be in [0, 1], got 1.5"),
+    (BASE, ["paper.weights=0"], "paper.weights", "must be >= 1, got 0"),
+    (BASE, ["colour=1"], "colour", "unknown key (known: task, model, train, run, paper)"),
+  ],
+)
+def test_each_invalid_value_names_its_key(tmp_path: Path, base: str, overrides: list[str], key: str, message: str):
+  path = _write(tmp_path, base)
+  config.load(path)  # the base itself is valid
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path, overrides)
+  text = str(info.value)
+  assert str(path) in text and f"{key}:" in text and message in text, text
+
+
+@pytest.mark.parametrize("override", ["=1", "train..lr=1", "train.lr"])
+def test_a_malformed_set_option_is_named(tmp_path: Path, override: str):
+  with pytest.raises(config.ConfigError, match=re.escape(f"--set {override}")):
+    config.load(_write(tmp_path, BASE), [override])
+
+
+def test_a_file_that_is_not_toml_names_the_file_and_the_line(tmp_path: Path):
+  path = _write(tmp_path, BASE.replace("lr = 0.5", "lr = = 0.5"))
+  with pytest.raises(config.ConfigError) as info:
+    config.load(path)
+  assert str(path) in str(info.value) and "line 12" in str(info.value), str(info.value)
