@@ -114,7 +114,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
   exp = train.build(cfg, task)
   task, model = exp.task, exp.model  # the task as the run saw it (float64 data in a float64 run)
   init = exp.init_state()
-  state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", init)
+  state, _ = checkpoint.load(checkpoint.of_run(args.run_dir), init)
   lines = (args.run_dir / "metrics.jsonl").read_text().splitlines()
   errors = json.loads(lines[-1])["train_error"] if lines else None
   keys = jax.random.split(jax.random.key(args.seed), args.sequences)
@@ -133,34 +133,29 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
 
   @jax.jit
   def measure(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
-    """For fresh sequences: the cell states after the last valid step, correct, last targets, lengths."""
+    """For fresh sequences: the cell states after the last valid step, correct, last targets, lengths; for
+    Exp 1 also which scored steps are wrong (legal outputs not the most active), the symbols, the legal sets."""
     ex = jax.vmap(task.sample)(keys)
     outputs, s = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
     at_end = jax.vmap(lambda a, n: a[n - 1])
     targets = at_end(ex.targets, ex.length)
+    steps: tuple[jax.Array, ...] = ()
     if task.name == "reber":  # every string ends on E: the class is the outer symbol (T or P) the net must carry
       assert ex.ids is not None, "the reber task gives each step's symbol"
       targets = jax.nn.one_hot((ex.ids[:, 1] == reber.SYMBOLS.index("P")).astype(jnp.int32), 2)
-    return at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), targets, ex.length
-
-  @jax.jit
-  def reber_steps(params: train.ModelParams, keys: jax.Array) -> tuple[jax.Array, ...]:
-    """For Exp 1: which scored steps are wrong (legal outputs not the most active), symbols, legal sets."""
-    ex = jax.vmap(task.sample)(keys)
-    outputs, _ = jax.vmap(run_one, in_axes=(None, 0))(params, model.inputs(ex))
-    assert ex.ids is not None, "the reber task gives each step's symbol"
-    return ~reber.step_correct(outputs, ex), ex.ids, ex.legal
+      steps = (~reber.step_correct(outputs, ex), ex.ids, ex.legal)
+    return (at_end(s, ex.length), jax.vmap(task.correct)(outputs, ex), targets, ex.length, *steps)
 
   def measure_all(params: train.ModelParams) -> list[np.ndarray]:
     parts = [jax.device_get(measure(params, k)) for k in chunks]
-    return [np.concatenate([np.asarray(part[j]) for part in parts]) for j in range(4)]
+    return [np.concatenate([np.asarray(part[j]) for part in parts]) for j in range(len(parts[0]))]
 
   n = int(state.trials.lr.shape[0]) if args.trials is None else min(args.trials, int(state.trials.lr.shape[0]))
   real = task.name in REAL_TARGETS
   print(f"{args.sequences} fresh sequences; s = a cell's internal state after the last valid step")
   for i in range(n):
     s0 = measure_all(train.trial_params(init, i))[0]
-    s1, correct, targets, length = measure_all(train.trial_params(state, i))
+    s1, correct, targets, length, *steps = measure_all(train.trial_params(state, i))
     err = "-" if errors is None or errors[i] is None else f"{errors[i]:.3g}"
     print(
       f"trial {i}: train error {err}; |s| init {_fmt(np.abs(s0).mean(0))}, end {_fmt(np.abs(s1).mean(0))}; "
@@ -177,9 +172,8 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
       cls = _classes(targets)
       line += f"; by class: {_wrong_by(wrong, cls, [str(k) for k in range(int(cls.max()) + 1)])}"
     print(line)
-    if task.name == "reber":
-      parts = [jax.device_get(reber_steps(train.trial_params(state, i), k)) for k in chunks]
-      wrong_step, ids, legal = (np.concatenate([np.asarray(part[j]) for part in parts]) for j in range(3))
+    if steps:
+      wrong_step, ids, legal = steps
       print(
         f"  wrong steps by context (previous, current symbol -> legal next): {wrong_contexts(wrong_step, ids, legal)}"
       )
