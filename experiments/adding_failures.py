@@ -43,7 +43,7 @@ def _main(args: argparse.Namespace, cfg: config.Config) -> None:
     raise SystemExit(f"{args.run_dir} ran task {task.name!r}; this script reads 'adding' or 'multiplication' runs")
   exp = train.build(cfg, task)
   task, model = exp.task, exp.model  # the task as the run saw it (float64 data in a float64 run)
-  state, _ = checkpoint.load(args.run_dir / "checkpoint.npz", exp.init_state())
+  state, _ = checkpoint.load(checkpoint.of_run(args.run_dir), exp.init_state())
   ex = jax.vmap(task.sample)(jax.random.split(jax.random.key(args.seed), args.sequences))
   rows = jnp.arange(args.sequences)
   last = ex.length - 1

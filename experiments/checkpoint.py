@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,3 +62,28 @@ def load(path: str | Path, template: Any) -> tuple[Any, dict[str, Any]]:
         )
       restored.append(jax.numpy.asarray(a))
   return jax.tree.unflatten(treedef, restored), meta
+
+
+def of_run(run_dir: str | Path) -> Path:
+  """The checkpoint of a finished run in ``run_dir``, for the diagnostics that read its trained weights.
+
+  Raises SystemExit with how to make one when it is missing: the rows committed under ``results/`` keep only
+  ``config.toml``, ``metrics.jsonl`` and ``summary.json`` (checkpoints are git-ignored), so a row must be
+  re-run, into a folder of one's own, before its nets can be inspected.
+  """
+  run_dir = Path(run_dir)
+  path = run_dir / "checkpoint.npz"
+  if path.exists():
+    return path
+  message = f"{path}: no checkpoint, and this script reads a run's trained weights from it."
+  summary = run_dir / "summary.json"
+  if summary.exists():
+    command = json.loads(summary.read_text()).get("command")
+    if command:
+      command = re.sub(r"--out \S+", f"--out runs/{run_dir.name}", command)
+      command += "" if "--out " in command else f" --out runs/{run_dir.name}"
+      message += (
+        " Committed results keep only config.toml, metrics.jsonl and summary.json. Re-run the row with"
+        f" `{command}`, then point this script at runs/{run_dir.name}."
+      )
+  raise SystemExit(message)

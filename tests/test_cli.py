@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -363,3 +365,15 @@ def test_report_verdict_applies_issue_3s_bar(rate, mean, paper_rate, paper_mean,
     "paper": {"success_rate": paper_rate, "sequences_to_success": paper_mean},
   }
   assert report.verdict(s) == expected
+
+
+@pytest.mark.parametrize("script", ["cell_states", "adding_failures"])
+def test_a_diagnostic_of_a_committed_row_without_checkpoint_says_how_to_make_one(tmp_path: Path, script: str):
+  row = "exp4_adding_t100"  # the committed rows keep config.toml, metrics.jsonl and summary.json only
+  run = tmp_path / row
+  shutil.copytree(ROOT / "results" / row, run, ignore=shutil.ignore_patterns("checkpoint.npz"))
+  with pytest.raises(SystemExit) as info:
+    importlib.import_module(f"experiments.{script}").main([str(run)])
+  message = str(info.value)
+  assert f"{run / 'checkpoint.npz'}: no checkpoint" in message, message
+  assert f"`python -m experiments run configs/{row}.toml --out runs/{row}`" in message, message
