@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import chex
 import jax
@@ -269,3 +270,129 @@ def test_truncate_with_lengths_equals_each_sequence_alone(name, reverse):
 
   grads = jax.jit(lambda *a: (jax.grad(loss, (0, 1))(*a), jax.grad(ref_loss, (0, 1))(*a)))
   chex.assert_trees_all_close(*grads(params, carry0), **TOL)
+
+
+# ----------------------------------------------------------------------------
+# mask: steps skipped anywhere in a sequence
+
+
+def check_against_kept_steps(name, xs, mask, lengths, carry0, reverse, impl="auto"):
+  """Every sequence gives what its kept steps give alone, back to back; skipped steps output zeros."""
+  cell, params = CELLS[name], PARAMS[name]
+  batch_shape = mask.shape[1:]
+  kwargs = {} if lengths is None else {"lengths": jnp.asarray(lengths)}
+  carry, ys = run_masked(cell, params, xs, carry0, mask=jnp.asarray(mask), reverse=reverse, impl=impl, **kwargs)
+  for idx in np.ndindex(*batch_shape):
+    keep = mask[(slice(None), *idx)].copy()
+    if lengths is not None:
+      keep[lengths[idx] :] = False
+    steps = np.flatnonzero(keep)
+    want_ys = np.zeros(ys.shape[:1] + ys.shape[1 + len(batch_shape) :], np.float32)
+    want_carry = at(carry0, idx)
+    if steps.size:
+      seq = xs[(steps, *idx)]
+      want_carry, kept_ys = run(cell, params, seq[::-1] if reverse else seq, at(carry0, idx))
+      want_ys[steps] = kept_ys[::-1] if reverse else kept_ys
+    chex.assert_trees_all_close(ys[(slice(None), *idx)], want_ys, **TOL)
+    chex.assert_trees_all_close(at(carry, idx), want_carry, **TOL)
+
+
+run_masked = jax.jit(jaxrnn.unroll, static_argnums=0, static_argnames=("reverse", "time_major", "impl", "truncate"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_masked_steps_are_skipped_as_if_absent(data):
+  name = data.draw(st.sampled_from(NAMES), label="cell")
+  batch_shape = data.draw(st.sampled_from([(3,), (2, 2)]), label="batch_shape")
+  n = math.prod(batch_shape)
+  mask = np.array(data.draw(st.lists(st.booleans(), min_size=T * n, max_size=T * n)), bool).reshape((T, *batch_shape))
+  lengths = None
+  if data.draw(st.booleans(), label="with lengths"):
+    lengths = np.array(data.draw(st.lists(st.integers(0, T), min_size=n, max_size=n)), np.int32).reshape(batch_shape)
+  reverse = data.draw(st.booleans(), label="reverse")
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+  xs = jnp.asarray(rng.standard_normal((T, *batch_shape, I)), jnp.float32)
+  check_against_kept_steps(name, xs, mask, lengths, random_carry(CELLS[name], batch_shape, rng), reverse)
+
+
+MASK = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 0], [1, 0, 0, 0], [0, 1, 1, 1], [1, 1, 0, 1]], bool)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("name", ["gru", "lstm_peepholes"])
+def test_mask_gradients_fast_path_equal_reference_and_skip_the_masked_inputs(name, reverse):
+  cell, params = CELLS[name], PARAMS[name]
+  rng = np.random.default_rng(7)
+  xs = jnp.asarray(rng.standard_normal((T, 4, I)), jnp.float32)
+  carry0 = random_carry(cell, (4,), rng)
+  w_ys = jnp.asarray(rng.standard_normal((T, 4, 3)), jnp.float32)
+  check_against_kept_steps(name, xs, MASK, None, carry0, reverse, impl="reference")
+
+  def loss(impl, params, xs, carry0):
+    carry, ys = run_masked(cell, params, xs, carry0, mask=jnp.asarray(MASK), reverse=reverse, impl=impl, truncate=2)
+    return jnp.sum(w_ys * ys) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+  fused = jax.grad(functools.partial(loss, "fused"), (0, 1, 2))(params, xs, carry0)
+  reference = jax.grad(functools.partial(loss, "reference"), (0, 1, 2))(params, xs, carry0)
+  chex.assert_trees_all_close(fused, reference, rtol=1e-4, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(fused[1])[~MASK], 0.0)  # a skipped step's input has no effect
+  assert np.all(np.abs(np.asarray(fused[1])[MASK]).sum(-1) > 0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_prefix_mask_equals_lengths(name):
+  cell, params = CELLS[name], PARAMS[name]
+  lengths = np.array([T, 3, 0], np.int32)
+  rng = np.random.default_rng(8)
+  xs = jnp.asarray(rng.standard_normal((T, 3, I)), jnp.float32)
+  prefix = np.arange(T)[:, None] < lengths[None]
+  for reverse in (False, True):
+    want = run(cell, params, xs, lengths=jnp.asarray(lengths), reverse=reverse)
+    got = run_masked(cell, params, xs, mask=jnp.asarray(prefix), reverse=reverse)
+    chex.assert_trees_all_close(got, want, **TOL)
+    # batch-major: the mask is (*batch, T)
+    got_bm = run_masked(
+      cell, params, jnp.moveaxis(xs, 0, 1), mask=jnp.asarray(prefix.T), reverse=reverse, time_major=False
+    )
+    chex.assert_trees_all_close(got_bm, (want[0], jnp.moveaxis(want[1], 0, 1)), **TOL)
+
+
+def test_layers_pass_the_mask_to_every_direction_and_layer():
+  fwd_cell, bwd_cell, top_cell = jaxrnn.gru(3), jaxrnn.lstm(2), jaxrnn.elman(4)
+  net = jaxrnn.stacked(jaxrnn.bidirectional(fwd_cell, bwd_cell), top_cell)
+  params = net.init(jax.random.key(0), I)
+  xs = jax.random.normal(jax.random.key(1), (T, 4, I))
+  mask = jnp.asarray(MASK)
+  (carry_bi, carry_top), ys = net.apply(params, xs, mask=mask)
+  (p_f, p_b), p_top = params
+  cf, yf = jaxrnn.unroll(fwd_cell, p_f, xs, mask=mask)
+  cb, yb = jaxrnn.unroll(bwd_cell, p_b, xs, mask=mask, reverse=True)
+  ct, yt = jaxrnn.unroll(top_cell, p_top, jnp.concatenate([yf, yb], -1), mask=mask)
+  chex.assert_trees_all_close((carry_bi, carry_top, ys), ((cf, cb), ct, yt), **TOL)
+  # batch-major, through the layer's own layout option
+  _, ys_bm = net.apply(params, jnp.moveaxis(xs, 0, 1), mask=mask.T, time_major=False)
+  chex.assert_trees_all_close(ys_bm, jnp.moveaxis(ys, 0, 1), **TOL)
+
+
+@pytest.mark.parametrize(
+  "mask, error, message",
+  [
+    (np.ones((T, 4), np.float32), jaxrnn.InputTypeError, "mask must be a boolean array"),
+    (
+      np.ones((T, 3), bool),
+      jaxrnn.InputError,
+      "mask must have shape (T, *batch) = (6, 4) to match xs, got shape (6, 3)",
+    ),
+    (np.ones((4, T), bool), jaxrnn.InputError, "got shape (4, 6)"),
+  ],
+)
+def test_a_bad_mask_names_the_expected_shape_and_dtype(mask, error, message):
+  cell = CELLS["gru"]
+  xs = jnp.zeros((T, 4, I))
+  with pytest.raises(error, match=re.escape(message)):
+    jaxrnn.unroll(cell, PARAMS["gru"], xs, mask=mask)
+  with pytest.raises(error, match="mask must"):
+    jaxrnn.rnn(cell).apply(PARAMS["gru"], xs, mask=mask)
+  with pytest.raises(jaxrnn.InputError, match=re.escape("mask must have shape (*batch, T) = (4, 6)")):
+    jaxrnn.unroll(cell, PARAMS["gru"], jnp.moveaxis(xs, 0, 1), mask=np.ones((T, 4), bool), time_major=False)

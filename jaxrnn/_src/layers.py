@@ -29,6 +29,7 @@ class LayerApplyFn(Protocol):
     carry: base.Carry | None = None,
     *,
     lengths: Array | None = None,
+    mask: Array | None = None,
     key: Array | None = None,
     time_major: bool | None = None,
   ) -> tuple[base.Carry, Array]: ...
@@ -40,12 +41,13 @@ class Layer(NamedTuple):
   Attributes:
     init: ``init(key, input_size) -> params``.
     initial_carry: ``initial_carry(batch_shape=(), dtype=jnp.float32) -> carry``.
-    apply: ``apply(params, xs, carry=None, *, lengths=None, key=None,
-      time_major=None) -> (final_carry, ys)``. ``xs`` is
+    apply: ``apply(params, xs, carry=None, *, lengths=None, mask=None,
+      key=None, time_major=None) -> (final_carry, ys)``. ``xs`` is
       ``(T, *batch, input_size)`` (or ``(*batch, T, input_size)`` when the
       layer was built with ``time_major=False`` or ``time_major=False`` is
-      passed). ``key`` turns dropout on (training); without it the layer is
-      deterministic (inference).
+      passed). ``lengths`` and ``mask`` mark the steps to run as in
+      :func:`jaxrnn.unroll`. ``key`` turns dropout on (training); without it
+      the layer is deterministic (inference).
   """
 
   init: base.InitFn
@@ -57,21 +59,30 @@ LayerLike = Layer | base.Cell
 
 
 def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool) -> LayerApplyFn:
-  def apply_fn(params, xs, carry=None, *, lengths=None, key=None, time_major=None):
+  def apply_fn(params, xs, carry=None, *, lengths=None, mask=None, key=None, time_major=None):
     tm = default_time_major if time_major is None else time_major
     xs = unroll_lib.check_sequence(xs, time_major=tm)
     if not tm:
       xs = jnp.moveaxis(xs, -2, 0)
     if lengths is not None:
       lengths = unroll_lib.check_lengths(lengths, tuple(xs.shape[1:-1]), xs.shape[0])
+    if mask is not None:
+      mask = unroll_lib.check_mask(mask, tuple(xs.shape[1:-1]), xs.shape[0], time_major=tm)
     if key is not None and not isinstance(key, jax.Array):
       raise base.InputTypeError(f"key must be a PRNG key array (jax.random.key), got {type(key).__name__}")
-    carry, ys = apply_tm(params, xs, carry, lengths=lengths, key=key)
+    carry, ys = apply_tm(params, xs, carry, lengths=lengths, mask=mask, key=key)
     if not tm:
       ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys
 
   return apply_fn
+
+
+def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tuple[base.Carry, Array]:
+  """A composite layer's call of a child on time-major ``xs``; ``mask`` is passed only when given, so a
+  hand-written Layer whose ``apply`` predates it still composes."""
+  extra = {} if mask is None else {"mask": mask}
+  return layer.apply(params, xs, carry, lengths=lengths, key=key, time_major=True, **extra)
 
 
 def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool | None = None, time_major: bool = True) -> Layer:
@@ -89,9 +100,9 @@ def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool | None = N
   if not isinstance(cell, base.Cell):
     raise base.InputTypeError(f"cell must be a jaxrnn.Cell, got {type(cell).__name__}")
 
-  def apply_tm(params, xs, carry, *, lengths, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, key):
     del key  # a single cell has no dropout
-    return unroll_lib.unroll(cell, params, xs, carry, lengths=lengths, reverse=reverse, unroll=unroll)
+    return unroll_lib.unroll(cell, params, xs, carry, lengths=lengths, mask=mask, reverse=reverse, unroll=unroll)
 
   return Layer(cell.init, cell.initial_carry, _time_major_wrapper(apply_tm, time_major))
 
@@ -186,7 +197,7 @@ def stacked(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, ...]:
     return tuple(child.initial_carry(batch_shape, dtype) for child in children)
 
-  def apply_tm(params, xs, carry, *, lengths, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, key):
     if not isinstance(params, tuple) or len(params) != len(children):
       raise base.InputError(f"params must be a tuple of {len(children)} layers' params")
     if carry is None:
@@ -196,7 +207,7 @@ def stacked(
     for n, (child, p, c, k) in enumerate(zip(children, params, carry, keys)):
       if n > 0 and k is not None and dropout > 0.0:
         xs = _dropout(jax.random.fold_in(k, 0), xs, dropout, broadcast_time=variational)
-      c, xs = child.apply(p, xs, c, lengths=lengths, key=k, time_major=True)
+      c, xs = _apply_child(child, p, xs, c, lengths=lengths, mask=mask, key=k)
       carries.append(c)
     return tuple(carries), xs
 
@@ -239,11 +250,11 @@ def bidirectional(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, Any]:
     return fwd.initial_carry(batch_shape, dtype), bwd.initial_carry(batch_shape, dtype)
 
-  def apply_tm(params, xs, carry, *, lengths, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, key):
     cf, cb = (None, None) if carry is None else carry
     kf, kb = jax.random.split(key) if key is not None else (None, None)
-    cf, yf = fwd.apply(params[0], xs, cf, lengths=lengths, key=kf, time_major=True)
-    cb, yb = bwd.apply(params[1], xs, cb, lengths=lengths, key=kb, time_major=True)
+    cf, yf = _apply_child(fwd, params[0], xs, cf, lengths=lengths, mask=mask, key=kf)
+    cb, yb = _apply_child(bwd, params[1], xs, cb, lengths=lengths, mask=mask, key=kb)
     if merge == "concat":
       ys = jnp.concatenate([yf, yb], axis=-1)
     else:

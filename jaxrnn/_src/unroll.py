@@ -50,6 +50,42 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], T: int, *, name: s
   return lengths
 
 
+def check_mask(mask: Any, batch_shape: tuple[int, ...], T: int, *, time_major: bool = True) -> Array:
+  """Checks ``mask`` is a boolean array of shape ``(T, *batch)`` (``(*batch, T)`` if not ``time_major``).
+
+  Returns it time-major.
+  """
+  if not hasattr(mask, "shape"):
+    mask = jnp.asarray(mask)
+  expected = (T, *batch_shape) if time_major else (*batch_shape, T)
+  layout = "(T, *batch)" if time_major else "(*batch, T)"
+  if mask.dtype != jnp.bool_:
+    raise base.InputTypeError(f"mask must be a boolean array (True: process the step), got dtype {mask.dtype}")
+  if tuple(mask.shape) != expected:
+    raise base.InputError(f"mask must have shape {layout} = {expected} to match xs, got shape {tuple(mask.shape)}")
+  return mask if time_major else jnp.moveaxis(mask, -1, 0)
+
+
+def _take_steps(a: Array, idx: Array) -> Array:
+  """``a[idx[t, b], b]`` for a time-major ``a: (T, *batch, ...)`` and ``idx: (T, *batch)``."""
+  idx = jnp.broadcast_to(_expand(idx, a), a.shape[: idx.ndim] + (1,) * (a.ndim - idx.ndim))
+  return jnp.take_along_axis(a, idx, axis=0)
+
+
+def _unroll_masked(cell, params, xs, carry, mask, lengths, **options):
+  """:func:`unroll` with a mask, on time-major ``xs``: the kept steps of each sequence are moved to its front
+  (a stable sort keeps their order), which makes a right-padded sequence of ``mask.sum(0)`` steps; both paths
+  run that, and the outputs go back to their steps (zeros at the skipped ones)."""
+  T = xs.shape[0]
+  if lengths is not None:
+    mask = mask & (jnp.arange(T).reshape((T,) + (1,) * lengths.ndim) < lengths[None])
+  order = jnp.argsort(jnp.logical_not(mask).astype(jnp.int8), axis=0, stable=True)
+  kept = jnp.sum(mask, axis=0, dtype=jnp.int32)
+  carry, ys = unroll(cell, params, _take_steps(xs, order), carry, lengths=kept, **options)
+  back = jnp.argsort(order, axis=0)
+  return carry, jax.tree.map(lambda v: _take_steps(v, back), ys)
+
+
 def _expand(mask: Array, like: Array) -> Array:
   return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
@@ -92,6 +128,7 @@ def unroll(
   carry: base.Carry | None = None,
   *,
   lengths: Array | None = None,
+  mask: Array | None = None,
   reverse: bool = False,
   time_major: bool = True,
   unroll: int | bool | None = None,
@@ -111,8 +148,15 @@ def unroll(
       and output zeros, so ``final_carry`` is each sequence's carry after its
       own last step. Concrete lengths outside ``[0, T]`` are an error; traced
       ones (under ``jit``) are clipped to that range.
+    mask: optional boolean ``(T, *batch)`` (``(*batch, T)`` if not
+      ``time_major``): steps where it is False are skipped, anywhere in a
+      sequence (gaps, not only padding): the carry passes through them
+      unchanged and their outputs are zeros, as if the step were not in the
+      sequence. With ``lengths`` too, a step runs where both allow it.
+      ``truncate`` then counts the steps that run.
     reverse: run from the last valid step to the first. Outputs come back in
-      input order; with ``lengths`` only the valid part is reversed.
+      input order; with ``lengths`` only the valid part is reversed (with
+      ``mask``, the steps that run, in reverse order).
     time_major: the layout of ``xs`` and of the returned ``ys``.
     unroll: steps per scan iteration (``lax.scan``'s ``unroll``): an int >= 1,
       or ``True`` for all steps. None (the default) picks by JAX's default
@@ -149,6 +193,11 @@ def unroll(
     >>> h, ys = jaxrnn.unroll(cell, params, xs, lengths=jnp.array([6, 2]))
     >>> bool(jnp.all(ys[2:, 1] == 0)), bool(jnp.allclose(h[1], ys[1, 1]))
     (True, True)
+    >>> keep = jnp.array([True, False, False, True, True, True])[:, None].repeat(2, 1)
+    >>> h_gap, ys_gap = jaxrnn.unroll(cell, params, xs, mask=keep)  # steps 1 and 2 skipped
+    >>> h_cut, _ = jaxrnn.unroll(cell, params, xs[:4])              # the same 4 steps, back to back
+    >>> bool(jnp.allclose(h_gap, h_cut)), bool(jnp.all(ys_gap[1:3] == 0))
+    (True, True)
   """
   xs = check_sequence(xs, time_major=time_major)
   if truncate is not None:
@@ -168,6 +217,14 @@ def unroll(
     carry = cell.initial_carry(batch_shape, xs.dtype)
   if lengths is not None:
     lengths = check_lengths(lengths, batch_shape, T)
+  if mask is not None:
+    mask = check_mask(mask, batch_shape, T, time_major=time_major)
+    carry, ys = _unroll_masked(
+      cell, params, xs, carry, mask, lengths, reverse=reverse, unroll=unroll, truncate=truncate, remat=remat, impl=impl
+    )
+    if not time_major:
+      ys = jax.tree.map(lambda v: jnp.moveaxis(v, 0, -2), ys)
+    return carry, ys
 
   if impl != "reference":
     # With lengths, reverse each sequence's valid steps, then scan forward.
