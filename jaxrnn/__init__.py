@@ -8,7 +8,9 @@ from jaxrnn._src.base import InputError as InputError
 from jaxrnn._src.base import InputTypeError as InputTypeError
 from jaxrnn._src.cells import ElmanParams as ElmanParams
 from jaxrnn._src.cells import GRUParams as GRUParams
+from jaxrnn._src.cells import LayerNormParams as LayerNormParams
 from jaxrnn._src.cells import LSTMCarry as LSTMCarry
+from jaxrnn._src.cells import LSTMNorm as LSTMNorm
 from jaxrnn._src.cells import LSTMParams as LSTMParams
 from jaxrnn._src.cells import MGUParams as MGUParams
 from jaxrnn._src.cells import elman as elman

@@ -27,6 +27,8 @@ PUBLIC = {
   "MGUParams",
   "lstm",
   "LSTMParams",
+  "LSTMNorm",
+  "LayerNormParams",
   "LSTMCarry",
   "lstm1997",
   "LSTM1997Params",

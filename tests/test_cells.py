@@ -79,13 +79,23 @@ def ref_mgu(reset_gate):
   return step
 
 
-def ref_lstm(forget_gate, peepholes):
+def layer_norm(v, p, eps=1e-5):
+  """Ba et al. (2016): normalise over the last axis, then gain and shift."""
+  mean = v.mean(-1, keepdims=True)
+  return (v - mean) / np.sqrt(((v - mean) ** 2).mean(-1, keepdims=True) + eps) * p.scale + p.shift
+
+
+def ref_lstm(forget_gate, peepholes, norm=False):
   names = "ifgo" if forget_gate else "igo"
 
   def step(p, carry, x):
     h, c = carry
-    wx, wh, b = split_gates(p.w_x, names, H), split_gates(p.w_h, names, H), split_gates(p.b, names, H)
-    pre = {n: x @ wx[n] + h @ wh[n] + b[n] for n in names}
+    if norm:  # each product normalised over all its gates, then split
+      zx, zh = layer_norm(x @ p.w_x, p.norm.x), layer_norm(h @ p.w_h, p.norm.h)
+    else:
+      zx, zh = x @ p.w_x, h @ p.w_h
+    zx, zh, b = split_gates(zx, names, H), split_gates(zh, names, H), split_gates(p.b, names, H)
+    pre = {n: zx[n] + zh[n] + b[n] for n in names}
     if peepholes:  # rows of w_peep: i, (f,) o
       pre["i"] = pre["i"] + p.w_peep[0] * c
       if forget_gate:
@@ -93,8 +103,8 @@ def ref_lstm(forget_gate, peepholes):
     i, g = sigmoid(pre["i"]), np.tanh(pre["g"])
     c_new = (sigmoid(pre["f"]) * c if forget_gate else c) + i * g
     zo = pre["o"] + (p.w_peep[-1] * c_new if peepholes else 0.0)
-    h_new = sigmoid(zo) * np.tanh(c_new)
-    return jaxrnn.LSTMCarry(h_new, c_new), h_new
+    h_new = sigmoid(zo) * np.tanh(layer_norm(c_new, p.norm.c) if norm else c_new)
+    return jaxrnn.LSTMCarry(h_new, c_new), h_new  # the carry keeps c' itself, not LN(c')
 
   return step
 
@@ -168,8 +178,15 @@ def _lstm1997_spec(output_gate=True, bias="all", truncated=False):
   )
 
 
-def _lstm_shapes(G, peepholes):
-  return {"w_x": (I, G * H), "w_h": (H, G * H), "b": (G * H,), "w_peep": (G - 1, H) if peepholes else None}
+def _lstm_shapes(G, peepholes, norm=False):
+  ln = lambda n: jaxrnn.LayerNormParams((n,), (n,))  # noqa: E731
+  return {
+    "w_x": (I, G * H),
+    "w_h": (H, G * H),
+    "b": (G * H,),
+    "w_peep": (G - 1, H) if peepholes else None,
+    "norm": jaxrnn.LSTMNorm(ln(G * H), ln(G * H), ln(H)) if norm else None,
+  }
 
 
 SPECS: dict[str, Spec] = {
@@ -203,6 +220,15 @@ SPECS: dict[str, Spec] = {
   "lstm_peepholes": Spec(jaxrnn.lstm(H, peepholes=True), ref_lstm(True, True), H, _lstm_shapes(4, True)),
   "lstm_peepholes_no_forget_gate": Spec(
     jaxrnn.lstm(H, peepholes=True, forget_gate=False), ref_lstm(False, True), H, _lstm_shapes(3, True)
+  ),
+  "lstm_layer_norm": Spec(
+    jaxrnn.lstm(H, layer_norm=True), ref_lstm(True, False, True), H, _lstm_shapes(4, False, True)
+  ),
+  "lstm_layer_norm_peepholes_no_forget_gate": Spec(
+    jaxrnn.lstm(H, layer_norm=True, peepholes=True, forget_gate=False),
+    ref_lstm(False, True, True),
+    H,
+    _lstm_shapes(3, True, True),
   ),
   "lstm1997": _lstm1997_spec(),
   "lstm1997_no_output_gate": _lstm1997_spec(output_gate=False),
@@ -254,7 +280,7 @@ def each_cell(names=NAMES):
 def test_param_structure(name):
   spec = SPECS[name]
   params = jax.eval_shape(lambda k: spec.cell.init(k, I), jax.random.key(0))
-  shapes = {k: (None if v is None else v.shape) for k, v in params._asdict().items()}
+  shapes = {k: (None if v is None else jax.tree.map(lambda a: a.shape, v)) for k, v in params._asdict().items()}
   assert shapes == spec.param_shapes
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
 
@@ -354,3 +380,18 @@ def test_matches_numpy_reference(name):
   np.testing.assert_allclose(got_ys, np.stack(ys), rtol=2e-5, atol=2e-5)
   chex.assert_trees_all_close(got_carry, np_carry, rtol=2e-5, atol=2e-5)
   assert np.abs(np.stack(ys)).max() > 1e-2  # not a comparison of near-zero outputs
+
+
+def test_layer_norm_lstm_starts_as_plain_normalisation_and_has_no_fast_path():
+  cell = jaxrnn.lstm(H, layer_norm=True)
+  params = cell.init(jax.random.key(0), I)
+  for ln in params.norm:  # gains 1, shifts 0
+    np.testing.assert_array_equal(ln.scale, 1.0)
+    np.testing.assert_array_equal(ln.shift, 0.0)
+  xs = jnp.ones((T, *BATCH, I))
+  with pytest.raises(jaxrnn.InputError, match="impl='fused'"):
+    jaxrnn.unroll(cell, params, xs, impl="fused")
+  with pytest.raises(jaxrnn.InputError, match="params.norm is None, but this cell needs a LSTMNorm"):
+    jaxrnn.unroll(cell, jaxrnn.lstm(H).init(jax.random.key(0), I), xs)
+  with pytest.raises(jaxrnn.InputError, match="norm_eps must be a number > 0, got 0"):
+    jaxrnn.lstm(H, layer_norm=True, norm_eps=0)

@@ -201,7 +201,7 @@ def test_params_of_another_cell_or_with_other_options():
     run(CELLS["gru"], PARAMS["gru"]._asdict())
   # Without these checks, peephole weights were silently ignored or silently missing.
   peep = jaxrnn.lstm(H, peepholes=True)
-  with pytest.raises(ValueError, match=r"params.w_peep must be None for this cell .*e.g. bias or peepholes"):
+  with pytest.raises(ValueError, match=r"params.w_peep must be None for this cell .*e.g. bias, peepholes or"):
     run(CELLS["lstm"], peep.init(KEY, I))
   with pytest.raises(ValueError, match=r"params.w_peep is None, but this cell needs an array of shape \(3, 4\)"):
     run(peep, PARAMS["lstm"])

@@ -170,19 +170,26 @@ def check_params(params: Any, expected: Any, *, name: str = "params", what: str 
   matrix product or running without the missing weights.
   """
   check_params_type(params, type(expected), name=name, what=what)
+  other = f"were the params made by a {what} with other options, e.g. bias, peepholes or layer_norm?"
+
+  def check_none(where: str, exp: Any, leaf: Any) -> None:
+    if exp is None and leaf is not None:
+      raise InputError(f"{where} must be None for this {what} (its init makes none; {other})")
+    if exp is not None and leaf is None:
+      needs = f"an array of shape {tuple(exp.shape)}" if hasattr(exp, "shape") else f"a {type(exp).__name__}"
+      raise InputError(f"{where} is None, but this {what} needs {needs} ({other})")
+
+  for field in getattr(expected, "_fields", ()):  # optional parts (None or a subtree) first, by name
+    check_none(f"{name}.{field}", getattr(expected, field), getattr(params, field))
   is_none = lambda v: v is None  # noqa: E731
   want = jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)[0]
   got = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
   keys = [jax.tree_util.keystr(path) for path, _ in want]
   if keys != [jax.tree_util.keystr(path) for path, _ in got]:
     raise InputError(f"{name} must have the fields {keys}, got {[jax.tree_util.keystr(p) for p, _ in got]}")
-  other = f"were the params made by a {what} with other options, e.g. bias or peepholes?"
   for key, (_, exp), (_, leaf) in zip(keys, want, got):
     where = f"{name}{key}"
-    if exp is None and leaf is not None:
-      raise InputError(f"{where} must be None for this {what} (its init makes none; {other})")
-    if exp is not None and leaf is None:
-      raise InputError(f"{where} is None, but this {what} needs an array of shape {tuple(exp.shape)} ({other})")
+    check_none(where, exp, leaf)
     if exp is None:
       continue
     _check_leaf_shape(where, leaf, exp, f"were the params made by a {what} of another size?")

@@ -351,6 +351,28 @@ class LSTMParams(NamedTuple):
   w_h: Array  # shape=(H, G*H)
   b: Array | None  # shape=(G*H,); PyTorch's b_ih + b_hh
   w_peep: Array | None  # shape=(G-1, H): diagonal peepholes c -> i, (f,) o; None unless peepholes
+  norm: LSTMNorm | None = None  # layer normalisation (Ba et al. 2016); None unless layer_norm
+
+
+class LayerNormParams(NamedTuple):
+  """Gain and shift of one layer normalisation: ``scale * (v - mean(v)) / sqrt(var(v) + eps) + shift``."""
+
+  scale: Array  # shape=(features,), starts at 1
+  shift: Array  # shape=(features,), starts at 0
+
+
+class LSTMNorm(NamedTuple):
+  """The three layer normalisations of :func:`lstm` with ``layer_norm=True``."""
+
+  x: LayerNormParams  # of x W_x, over all G*H gate pre-activations
+  h: LayerNormParams  # of h W_h, over all G*H
+  c: LayerNormParams  # of the cell state c' before the output's tanh, over H
+
+
+def _layer_norm(v: Array, p: LayerNormParams, eps: float) -> Array:
+  mean = jnp.mean(v, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
+  return (v - mean) * jax.lax.rsqrt(var + eps) * _bcast(p.scale, v) + _bcast(p.shift, v)
 
 
 class LSTMCarry(NamedTuple):
@@ -372,6 +394,8 @@ def lstm(
   bias_init: inits.Initializer = inits.zeros,
   peephole_init: inits.Initializer = inits.zeros,
   gate_bias: Mapping[str, Any] | None = None,
+  layer_norm: bool = False,
+  norm_eps: float = 1e-5,
   param_dtype: Any = jnp.float32,
 ) -> base.Cell:
   r"""The long short-term memory cell.
@@ -390,6 +414,17 @@ def lstm(
   state is the constant error carousel :math:`c' = c + i \odot g` of the
   1997 LSTM (use :func:`jaxrnn.lstm1997` for that paper's full architecture).
 
+  With ``layer_norm=True`` it is the layer-normalised LSTM of Ba, Kiros &
+  Hinton (2016), their Eqs. 20-22: the two products are normalised apart,
+  each over all its ``G H`` gate pre-activations,
+  :math:`z = \mathrm{LN}(x W_x) + \mathrm{LN}(h W_h) + b` (gates from ``z``
+  as above), and the output reads the normalised state,
+  :math:`h' = o \odot \tanh(\mathrm{LN}(c'))`, while the carry keeps ``c'``
+  itself (TensorFlow Addons' ``LayerNormLSTMCell`` carries
+  :math:`\mathrm{LN}(c')` instead). Each LN has its own gain (init 1) and
+  shift (init 0) in ``params.norm``. Such cells run the reference
+  ``lax.scan`` path of :func:`jaxrnn.unroll`, not its fast path.
+
   Args:
     hidden_size: ``H``.
     forget_gate: whether the forget gate exists.
@@ -401,6 +436,8 @@ def lstm(
     peephole_init: initialiser of ``w_peep``.
     gate_bias: explicit bias values per gate (``"i"``, ``"f"``, ``"g"``,
       ``"o"``), each a scalar or an ``(H,)`` array; overrides ``forget_bias``.
+    layer_norm: whether the layer normalisations exist (``params.norm``).
+    norm_eps: the variance floor of each normalisation.
     param_dtype: dtype of every parameter.
 
   Returns:
@@ -418,9 +455,12 @@ def lstm(
   References:
     Hochreiter & Schmidhuber, "Long short-term memory", 1997; Gers,
     Schmidhuber & Cummins, "Learning to forget", 2000; Gers & Schmidhuber,
-    "Recurrent nets that time and count", 2000.
+    "Recurrent nets that time and count", 2000; Ba, Kiros & Hinton, "Layer
+    normalization", 2016.
   """
   base.check_positive_int("hidden_size", hidden_size)
+  if not isinstance(norm_eps, int | float) or isinstance(norm_eps, bool) or not norm_eps > 0:
+    raise base.InputError(f"norm_eps must be a number > 0, got {norm_eps!r}")
   param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
   H = hidden_size
   gates = ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
@@ -439,6 +479,7 @@ def lstm(
       w_h=inits.per_gate(kh, recurrent_init, (H, G * H), G, param_dtype),
       b=inits.gate_biases(kb, H, gates, bias_init, overrides, param_dtype) if bias else None,
       w_peep=peephole_init(kp, (G - 1, H), param_dtype) if peepholes else None,
+      norm=_lstm_norm(input_size, G * H, H, param_dtype) if layer_norm else None,
     )
 
   params_spec = base.params_spec(init_fn)
@@ -449,7 +490,11 @@ def lstm(
   def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
     base.check_step(params, carry, x, params_type=LSTMParams, spec=params_spec, initial_carry=initial_carry_fn)
     h, c = carry
-    z = x @ params.w_x + h @ params.w_h
+    n = params.norm
+    if n is None:
+      z = x @ params.w_x + h @ params.w_h
+    else:
+      z = _layer_norm(x @ params.w_x, n.x, norm_eps) + _layer_norm(h @ params.w_h, n.h, norm_eps)
     if params.b is not None:
       z = z + _bcast(params.b, z)
     parts = dict(zip(gates, jnp.split(z, G, axis=-1)))
@@ -464,11 +509,22 @@ def lstm(
     zo = parts["o"]
     if p is not None:
       zo = zo + _bcast(p[-1], c) * c
-    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+    h = jax.nn.sigmoid(zo) * jnp.tanh(c if n is None else _layer_norm(c, n.c, norm_eps))
     return LSTMCarry(h, c), h
 
+  if layer_norm:  # the fast path's kernel has no normalisations
+    return base.Cell(init_fn, initial_carry_fn, apply_fn)
   return base.Cell(
     init_fn,
     initial_carry_fn,
     _with_fast_path(apply_fn, "lstm", hidden_size=H, forget_gate=forget_gate, peepholes=peepholes),
   )
+
+
+def _lstm_norm(input_size: int, gates: int, H: int, dtype: Any) -> LSTMNorm:
+  del input_size
+
+  def ln(n: int) -> LayerNormParams:
+    return LayerNormParams(jnp.ones((n,), dtype), jnp.zeros((n,), dtype))
+
+  return LSTMNorm(ln(gates), ln(gates), ln(H))
