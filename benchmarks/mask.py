@@ -1,0 +1,92 @@
+"""What does ``jaxrnn.unroll``'s ``mask`` cost next to ``lengths``?
+
+Usage::
+
+  python -m benchmarks.mask [--cells lstm,gru] [--shapes 64x100x32x128,16x1000x8x64] [--rounds 7]
+
+A mask is run by moving each sequence's kept steps to its front (a stable sort per sequence), running that as
+a right-padded sequence, and moving the outputs back. This times, in one process with
+:func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss
+``mean(ys ** 2)``) and the forward pass with: every step of every sequence (``full``), ``lengths`` (each
+sequence's length drawn from ``[T/2, T]``), the same steps as a ``mask`` (a prefix of each sequence), and a
+``mask`` that also drops a quarter of the steps inside the sequences. It first checks that ``lengths`` and the
+prefix mask give the same outputs and gradients, then prints medians in milliseconds and each mask's time over
+the ``lengths`` time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn
+from benchmarks import models, timing
+
+VARIANTS = ("full", "lengths", "prefix mask", "mask with gaps")
+
+
+def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+  """Median seconds of ``train <variant>`` and ``infer <variant>``, after checking lengths = prefix mask."""
+  cell = models.jaxrnn_cell(cell_name, H)
+  params = cell.init(jax.random.key(0), I)
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(T // 2, T + 1, B).astype(np.int32)
+  prefix = np.arange(T)[:, None] < lengths[None]
+  gaps = prefix & (rng.random((T, B)) >= 0.25)
+  options: dict[str, dict[str, Any]] = {
+    "full": {},
+    "lengths": {"lengths": jnp.asarray(lengths)},
+    "prefix mask": {"mask": jnp.asarray(prefix)},
+    "mask with gaps": {"mask": jnp.asarray(gaps)},
+  }
+  calls, results = {}, {}
+  for name, kwargs in options.items():
+
+    def outputs(p: Any, x: jax.Array, kwargs: dict[str, Any] = kwargs) -> jax.Array:
+      return jaxrnn.unroll(cell, p, x, **kwargs)[1]
+
+    def loss(p: Any, x: jax.Array, f: Any = outputs) -> jax.Array:
+      return jnp.mean(f(p, x) ** 2)
+
+    grad, fwd = jax.jit(jax.grad(loss)), jax.jit(outputs)
+    results[name] = (fwd(params, xs), grad(params, xs))
+    calls[f"train {name}"] = lambda g=grad: jax.block_until_ready(g(params, xs))
+    calls[f"infer {name}"] = lambda f=fwd: f(params, xs).block_until_ready()
+  want, got = results["lengths"], results["prefix mask"]
+  np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+  return timing.measure(calls, rounds=rounds, block_s=0.25)
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(prog="python -m benchmarks.mask", description=__doc__.split("\n")[0])
+  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
+  p.add_argument("--shapes", default="64x100x32x128,16x1000x8x64", help="comma-separated BxTxIxH")
+  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
+  args = p.parse_args(argv)
+  print(f"load average (1 min): {timing.load_average():.2f}")
+  head = " | ".join(f"{m} {v}" for m in ("train", "infer") for v in VARIANTS)
+  print(f"| cell | B,T,I,H | {head} |")
+  print("|---:|---:|" + "---:|" * (2 * len(VARIANTS)))
+  for cell_name in args.cells.split(","):
+    for shape in args.shapes.split(","):
+      B, T, I, H = (int(v) for v in shape.split("x"))
+      t = time_shape(cell_name, B, T, I, H, args.rounds)
+      cells = []
+      for m in ("train", "infer"):
+        base = t[f"{m} lengths"]
+        for v in VARIANTS:
+          ratio = "" if v in ("full", "lengths") else f" ({t[f'{m} {v}'] / base:.2f}x)"
+          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
+      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+  print(f"load average (1 min): {timing.load_average():.2f}")
+
+
+if __name__ == "__main__":
+  main()
