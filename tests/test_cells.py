@@ -382,15 +382,16 @@ def test_matches_numpy_reference(name):
   assert np.abs(np.stack(ys)).max() > 1e-2  # not a comparison of near-zero outputs
 
 
-def test_layer_norm_lstm_starts_as_plain_normalisation_and_has_no_fast_path():
+def test_layer_norm_lstm_starts_as_plain_normalisation_and_has_no_fast_path_with_peepholes():
   cell = jaxrnn.lstm(H, layer_norm=True)
   params = cell.init(jax.random.key(0), I)
   for ln in params.norm:  # gains 1, shifts 0
     np.testing.assert_array_equal(ln.scale, 1.0)
     np.testing.assert_array_equal(ln.shift, 0.0)
   xs = jnp.ones((T, *BATCH, I))
+  peep = jaxrnn.lstm(H, layer_norm=True, peepholes=True)
   with pytest.raises(jaxrnn.InputError, match="impl='fused'"):
-    jaxrnn.unroll(cell, params, xs, impl="fused")
+    jaxrnn.unroll(peep, peep.init(jax.random.key(0), I), xs, impl="fused")
   with pytest.raises(jaxrnn.InputError, match="params.norm is None, but this cell needs a LSTMNorm"):
     jaxrnn.unroll(cell, jaxrnn.lstm(H).init(jax.random.key(0), I), xs)
   with pytest.raises(jaxrnn.InputError, match="norm_eps must be a number > 0, got 0"):

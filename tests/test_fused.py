@@ -36,6 +36,8 @@ CELLS = {
   "lstm_peepholes": jaxrnn.lstm(H, peepholes=True),
   "lstm_no_forget": jaxrnn.lstm(H, forget_gate=False),
   "lstm_no_forget_peepholes_no_bias": jaxrnn.lstm(H, forget_gate=False, peepholes=True, bias=False),
+  "lstm_layer_norm": jaxrnn.lstm(H, layer_norm=True),
+  "lstm_layer_norm_no_forget_no_bias": jaxrnn.lstm(H, layer_norm=True, forget_gate=False, bias=False),
 }
 LENGTHS = np.array([T, 4, 0])
 OPTIONS = {
@@ -121,7 +123,7 @@ def test_every_cell_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "lstm_layer_norm"])
 @pytest.mark.parametrize("option", sorted(set(OPTIONS) - {"plain", "truncate_lengths_reverse"}))
 def test_every_option_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
@@ -164,8 +166,9 @@ def test_vmap_over_params_of_grad():
   assert rel_err(grads("fused"), grads("reference")) <= GRAD_TOL
 
 
-def test_forward_mode_and_second_order():
-  cell = CELLS["lstm_peepholes"]
+@pytest.mark.parametrize("name", ["lstm_peepholes", "lstm_layer_norm"])
+def test_forward_mode_and_second_order(name):
+  cell = CELLS[name]
   params, xs, carry = inputs(cell)
   tangents = random_tree(params, 11)
 

@@ -422,8 +422,8 @@ def lstm(
   :math:`h' = o \odot \tanh(\mathrm{LN}(c'))`, while the carry keeps ``c'``
   itself (TensorFlow Addons' ``LayerNormLSTMCell`` carries
   :math:`\mathrm{LN}(c')` instead). Each LN has its own gain (init 1) and
-  shift (init 0) in ``params.norm``. Such cells run the reference
-  ``lax.scan`` path of :func:`jaxrnn.unroll`, not its fast path.
+  shift (init 0) in ``params.norm``. :func:`jaxrnn.unroll` runs them on its
+  fast path too, except with peepholes (reference ``lax.scan`` path).
 
   Args:
     hidden_size: ``H``.
@@ -512,13 +512,13 @@ def lstm(
     h = jax.nn.sigmoid(zo) * jnp.tanh(c if n is None else _layer_norm(c, n.c, norm_eps))
     return LSTMCarry(h, c), h
 
-  if layer_norm:  # the fast path's kernel has no normalisations
+  if layer_norm and peepholes:  # the fast path's normalised kernel has no peepholes
     return base.Cell(init_fn, initial_carry_fn, apply_fn)
-  return base.Cell(
-    init_fn,
-    initial_carry_fn,
-    _with_fast_path(apply_fn, "lstm", hidden_size=H, forget_gate=forget_gate, peepholes=peepholes),
-  )
+  if layer_norm:
+    fast = _with_fast_path(apply_fn, "lstm_ln", hidden_size=H, forget_gate=forget_gate, eps=float(norm_eps))
+  else:
+    fast = _with_fast_path(apply_fn, "lstm", hidden_size=H, forget_gate=forget_gate, peepholes=peepholes)
+  return base.Cell(init_fn, initial_carry_fn, fast)
 
 
 def _lstm_norm(input_size: int, gates: int, H: int, dtype: Any) -> LSTMNorm:

@@ -172,7 +172,8 @@ def unroll(
       segments of ``k = ceil(sqrt(T))`` steps; an int sets ``k``. Costs about
       one more forward pass; outputs and gradients are unchanged.
     impl: ``"auto"`` (default) runs the fast path for the cells made by
-      jaxrnn's factories ``elman``, ``gru``, ``mgu`` and ``lstm``: a plain scan
+      jaxrnn's factories ``elman``, ``gru``, ``mgu`` and ``lstm`` (but not
+      an ``lstm`` with both ``layer_norm`` and ``peepholes``): a plain scan
       when not differentiated, and a hand-written derivative that saves only
       the gate activations and computes the weight gradients as one matrix
       product per chunk of steps (see ``BENCHMARKS.md``); other cells run the
