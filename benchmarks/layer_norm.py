@@ -77,12 +77,9 @@ def time_shape(B: int, T: int, I: int, H: int, rounds: int) -> tuple[dict[str, f
     def outputs(p: Any, x: jax.Array, cell: jaxrnn.Cell = cell, impl: str = impl) -> jax.Array:
       return jaxrnn.unroll(cell, p, x, impl=impl)[1]
 
-    def loss(p: Any, x: jax.Array, f: Any = outputs) -> jax.Array:
-      return jnp.mean(f(p, x) ** 2)
-
-    grad, fwd = jax.jit(jax.grad(loss)), jax.jit(outputs)
-    calls[f"train {name}"] = lambda g=grad, p=params: jax.block_until_ready(g(p, xs))
-    calls[f"infer {name}"] = lambda f=fwd, p=params: f(p, xs).block_until_ready()
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(
+      *models.step_and_forward(outputs), params, xs
+    )
   check_in_float64(H, I, np.asarray(xs))
   return timing.measure(calls, rounds=rounds, block_s=0.25), float32_gap(H, I, xs)
 

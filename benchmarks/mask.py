@@ -50,17 +50,10 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
     def outputs(p: Any, x: jax.Array, kwargs: dict[str, Any] = kwargs) -> jax.Array:
       return jaxrnn.unroll(cell, p, x, **kwargs)[1]
 
-    def loss(p: Any, x: jax.Array, f: Any = outputs) -> jax.Array:
-      return jnp.mean(f(p, x) ** 2)
-
-    grad, fwd = jax.jit(jax.grad(loss)), jax.jit(outputs)
+    grad, fwd = models.step_and_forward(outputs)
     results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"] = lambda g=grad: jax.block_until_ready(g(params, xs))
-    calls[f"infer {name}"] = lambda f=fwd: f(params, xs).block_until_ready()
-  want, got = results["lengths"], results["prefix mask"]
-  np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
+  models.assert_agree(results["prefix mask"], results["lengths"])
   return timing.measure(calls, rounds=rounds, block_s=0.25)
 
 

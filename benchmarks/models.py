@@ -38,6 +38,25 @@ def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
   return factories[cell](H)
 
 
+def step_and_forward(outputs: Callable[..., jax.Array], options: dict[str, Any] | None = None) -> tuple[Any, Any]:
+  """The benchmarks' two jitted functions of ``outputs(params, xs)``: the training step (the gradient of
+  ``mean(outputs ** 2)`` with respect to the params) and the forward pass; ``options`` go to ``jax.jit``."""
+  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)), compiler_options=options)
+  return grad, jax.jit(outputs, compiler_options=options)
+
+
+def blocking_calls(grad: Any, fwd: Any, params: Any, x: jax.Array) -> tuple[Call, Call]:
+  """``(train, infer)`` calls of :func:`step_and_forward`'s functions that wait for their results."""
+  return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
+
+
+def assert_agree(got: tuple[Any, Any], want: tuple[Any, Any]) -> None:
+  """``(outputs, gradients)`` of two variants agree: outputs to 1e-5 and gradients to 1e-4, relative."""
+  np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+
+
 def jaxrnn_calls(
   cell: str, xs: np.ndarray, H: int, *, impl: str | None = None, options: dict[str, Any] | None = None
 ) -> tuple[Call, Call]:
@@ -50,9 +69,7 @@ def jaxrnn_calls(
   def outputs(p, xs):
     return jaxrnn.unroll(c, p, xs, **kwargs)[1]
 
-  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)), compiler_options=options)
-  fwd = jax.jit(outputs, compiler_options=options)
-  return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
+  return blocking_calls(*step_and_forward(outputs, options), params, x)
 
 
 def flax_calls(cell: str, xs: np.ndarray, H: int, *, options: dict[str, Any] | None = None) -> tuple[Call, Call]:
@@ -67,9 +84,7 @@ def flax_calls(cell: str, xs: np.ndarray, H: int, *, options: dict[str, Any] | N
   def outputs(p, xs):
     return rnn.apply({"params": p}, xs)
 
-  grad = jax.jit(jax.grad(lambda p, xs: jnp.mean(outputs(p, xs) ** 2)), compiler_options=options)
-  fwd = jax.jit(outputs, compiler_options=options)
-  return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
+  return blocking_calls(*step_and_forward(outputs, options), params, x)
 
 
 def torch_calls(cell: str, xs: np.ndarray, H: int, *, device: str = "cpu") -> tuple[Call, Call]:

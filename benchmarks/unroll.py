@@ -19,7 +19,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import jaxrnn
 from benchmarks import models, timing
@@ -39,20 +38,15 @@ def time_shape(
     def outputs(p: Any, x: jax.Array, n: int = n) -> jax.Array:
       return jaxrnn.unroll(cell, p, x, unroll=n)[1]
 
-    def loss(p: Any, x: jax.Array, f: Any = outputs) -> jax.Array:
-      return jnp.mean(f(p, x) ** 2)
-
-    grad, fwd = jax.jit(jax.grad(loss)), jax.jit(outputs)
+    grad, fwd = models.step_and_forward(outputs)
     with jax.default_matmul_precision("highest"):  # the check compares at full float32 (a GPU defaults to TF32)
-      got = (jax.jit(outputs)(params, xs), jax.jit(jax.grad(loss))(params, xs))
+      exact_grad, exact_fwd = models.step_and_forward(outputs)
+      got = (exact_fwd(params, xs), exact_grad(params, xs))
     if first is None:
       first = got
     else:
-      np.testing.assert_allclose(np.asarray(got[0]), np.asarray(first[0]), rtol=1e-5, atol=1e-6)
-      for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(first[1]), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
-    calls[f"train u{n}"] = lambda g=grad: jax.block_until_ready(g(params, xs))
-    calls[f"infer u{n}"] = lambda f=fwd: f(params, xs).block_until_ready()
+      models.assert_agree(got, first)
+    calls[f"train u{n}"], calls[f"infer u{n}"] = models.blocking_calls(grad, fwd, params, xs)
   return timing.measure(calls, rounds=rounds, block_s=0.25)
 
 

@@ -314,19 +314,33 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
 # LSTM
 
 
+class _LSTMLayout(NamedTuple):
+  """Where the LSTM's gate blocks lie along the last axis (PyTorch's order ``i, f, g, o``; no ``f`` without a
+  forget gate). The cell input ``g`` is computed as ``2 sigmoid(2 z) - 1 = tanh(z)``, so that one full-width
+  sigmoid covers every gate: ``scale(dtype, 2.0)`` is the row of factors of ``z`` for it."""
+
+  H: int
+  I_: int
+  F_: int | None
+  G_: int
+  O_: int
+  gates: int
+
+  @classmethod
+  def of(cls, H: int, forget_gate: bool) -> _LSTMLayout:
+    return cls(H, 0, 1, 2, 3, 4) if forget_gate else cls(H, 0, None, 1, 2, 3)
+
+  def blk(self, a: Array | None, k: int | None) -> Array | None:
+    return None if k is None else _blk(a, k, self.H)
+
+  def scale(self, dtype: Any, g: float) -> Array:
+    """``(1, gates H)``: ``g`` over the cell input's block, 1 elsewhere."""
+    return jnp.concatenate([jnp.full((self.H,), g if k == self.G_ else 1.0, dtype) for k in range(self.gates)])[None]
+
+
 def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel:
-  H = hidden_size
-  # Gate blocks along the last axis, PyTorch's order. The cell input g is computed as
-  # 2 sigmoid(2 z) - 1 = tanh(z), so that one full-width sigmoid covers every gate.
-  I_, F_, G_, O_ = (0, 1, 2, 3) if forget_gate else (0, None, 1, 2)
-  nG = 4 if forget_gate else 3
-
-  def blk(a, k):
-    return _blk(a, k, H)
-
-  def scale(dtype: Any, g: float) -> Array:
-    v = [jnp.full((H,), g if k == G_ else 1.0, dtype) for k in range(nG)]
-    return jnp.concatenate(v)[None]
+  L = _LSTMLayout.of(hidden_size, forget_gate)
+  I_, F_, G_, O_, blk, scale = L.I_, L.F_, L.G_, L.O_, L.blk, L.scale
 
   def project(p, x):
     return _project(p.w_x, p.b, x)
@@ -424,15 +438,8 @@ def _ln_tangent(du: Array | None, n: Array, r: Array, gamma: Array, dp: Any) -> 
 
 
 def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
-  H = hidden_size
-  I_, F_, G_, O_ = (0, 1, 2, 3) if forget_gate else (0, None, 1, 2)
-  nG = 4 if forget_gate else 3
-
-  def blk(a, k):
-    return _blk(a, k, H)
-
-  def scale(dtype: Any, g: float) -> Array:
-    return jnp.concatenate([jnp.full((H,), g if k == G_ else 1.0, dtype) for k in range(nG)])
+  L = _LSTMLayout.of(hidden_size, forget_gate)
+  I_, F_, G_, O_, blk, scale = L.I_, L.F_, L.G_, L.O_, L.blk, L.scale
 
   def ln(u, q):
     n, _ = _normalize(u, eps)
@@ -445,7 +452,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
   def step(p, carry, x):
     h, c = carry
     z = project(p, x) + ln(h @ p.w_h, p.norm.h)
-    s = _sigmoid(z * _row(scale(z.dtype, 2.0)))
+    s = _sigmoid(z * scale(z.dtype, 2.0))
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     c = (blk(s, F_) * c + i * (2.0 * sg - 1.0)) if forget_gate else (c + i * (2.0 * sg - 1.0))
     h = o * jnp.tanh(ln(c, p.norm.c))
@@ -459,7 +466,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     h_prev = _shift(o * tc, carry0.h)
     nh, rh = _normalize(_mm(h_prev, p.w_h), eps)  # recomputed a chunk at a time: one large product
     kn = {
-      "dact": (s - s * s) * _bc(scale(s.dtype, 4.0), s),
+      "dact": (s - s * s) * scale(s.dtype, 4.0)[None],
       "g": 2.0 * sg - 1.0,
       "i": i,
       "o": o,
