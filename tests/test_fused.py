@@ -252,3 +252,27 @@ def test_errors_are_the_cells_own():
     jaxrnn.unroll(cell, params, jnp.ones((T, B, 7)), impl="fused")
   with pytest.raises(TypeError, match="dtype"):
     jaxrnn.unroll(cell, params, xs.astype(jnp.bfloat16), impl="fused")
+
+
+@pytest.mark.parametrize("option", [{"lengths": True, "reverse": True}, {"mask": True}])
+def test_gradient_of_jitted_vmap_with_per_trial_lengths_or_masks(option):
+  """A sweep's pattern: trials vmapped inside one jitted function, each with its own lengths (reversed) or
+  mask, differentiated from outside. The reversal and the mask gather the fast path's outputs with mapped
+  indices; with jax 0.10.2 this failed to compile until the fast path's outputs were made canonical."""
+  cell = CELLS["gru"]
+  params, xs, carry = inputs(cell)
+  trials = 3
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *(random_tree(params, s) for s in range(trials)))
+  lengths = jnp.asarray([[T, 4, 0], [2, T, 5], [1, 1, 8]], jnp.int32)
+  masks = jnp.asarray(np.random.default_rng(3).random((trials, T, B)) < 0.6)
+
+  def loss(impl):
+    def one(p, l, m):
+      kwargs = {"mask": m} if "mask" in option else {"lengths": l, "reverse": True}
+      return jaxrnn.unroll(cell, p, xs, carry, impl=impl, **kwargs)[1]
+
+    f = jax.jit(jax.vmap(one))
+    w = jnp.sin(jnp.arange(trials * T * B * H, dtype=jnp.float32)).reshape(trials, T, B, H)
+    return jax.grad(lambda p: jnp.sum(w * f(p, lengths, masks)))(stacked)
+
+  assert rel_err(loss("fused"), loss("reference")) <= GRAD_TOL

@@ -618,6 +618,18 @@ def _over_chunks(f, state, inputs, T, K, *, reverse):
   return state, jax.tree.map(lambda m, t: jnp.concatenate([m, t]), out_m, out_t)
 
 
+def _canonical(tree: Any) -> Any:
+  """Each array reshaped to one axis and back: free in XLA, but under ``vmap`` it puts the mapped axis first.
+
+  The plain scan (the primal) and the chunked scans of the derivative rule batch their outputs with the mapped
+  axis in different places (a scan's stacked output has it second, a reshape moves it first). JAX 0.10.2 does
+  not reconcile the two for a ``custom_jvp`` inside ``jit``: the gradient of ``jit(vmap(f))`` followed by a
+  gather with mapped indices (``lengths`` with ``reverse``, or ``mask``) then failed to compile with a
+  transposed cotangent. Both sides go through this, so they agree.
+  """
+  return jax.tree.map(lambda a: jax.lax.reshape(jax.lax.reshape(a, (a.size,)), a.shape), tree)
+
+
 def segment_length(T: int, remat: bool | int) -> int:
   """The segment length for ``remat``: ``ceil(sqrt(T))`` for True, else the given int, at most ``T``."""
   if remat is True:
@@ -650,7 +662,7 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
   @jax.custom_jvp
   def run(p, carry, xs, valid, cut):
     carry, ys, _ = _run(kernel, p, carry, xs, valid, reverse=reverse, unroll=unroll)
-    return carry, ys
+    return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
     p, carry0, xs, valid, cut = primals
@@ -692,7 +704,7 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
 
       state, (ys, dys) = _over_chunks(segment, state, inputs, T, L, reverse=reverse)
     (carry, dcarry) = state
-    return (carry, ys), (dcarry, dys)
+    return _canonical((carry, ys)), _canonical((dcarry, dys))
 
   run.defjvp(run_jvp, symbolic_zeros=True)
   return run(params, carry, xs, valid, cut)

@@ -104,9 +104,7 @@ def reverse_valid(xs: Array, lengths: Array) -> Array:
   T = xs.shape[0]
   lengths = jnp.clip(lengths, 0, T)
   t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
-  idx = jnp.where(t < lengths[None], lengths[None] - 1 - t, t)
-  idx = jnp.broadcast_to(_expand(idx, xs), xs.shape[:-1] + (1,))
-  return jnp.take_along_axis(xs, idx, axis=0)
+  return _take_steps(xs, jnp.where(t < lengths[None], lengths[None] - 1 - t, t))
 
 
 def default_unroll() -> int:
