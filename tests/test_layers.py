@@ -198,6 +198,27 @@ def test_last_step_against_indexing():
   np.testing.assert_allclose(jaxrnn.last_step(ys3, LENGTHS)[:2], h[:2], rtol=1e-6)
 
 
+def test_last_step_with_a_mask_reads_the_last_kept_step():
+  ys = jax.random.normal(jax.random.key(19), (T, 4, 2))
+  mask = np.ones((T, 4), bool)
+  mask[4:, 0] = False  # sequence 0: last kept step 3
+  mask[:, 1] = False  # sequence 1: none kept
+  mask[T - 1, 2] = False  # sequence 2: a gap at the end, last kept step T - 2 ...
+  mask[1, 3] = False  # sequence 3: a gap inside; with lengths 2 below its last kept step is 0
+  got = jaxrnn.last_step(ys, mask=jnp.asarray(mask))
+  np.testing.assert_array_equal(got, np.stack([ys[3, 0], np.zeros(2), ys[T - 2, 2], ys[T - 1, 3]]))
+  lengths = jnp.array([T, T, 3, 2])
+  got = jaxrnn.last_step(ys, lengths, mask=jnp.asarray(mask))
+  np.testing.assert_array_equal(got, np.stack([ys[3, 0], np.zeros(2), ys[2, 2], ys[0, 3]]))
+  bm = jaxrnn.last_step(jnp.swapaxes(ys, 0, 1), lengths, mask=jnp.asarray(mask.T), time_major=False)
+  np.testing.assert_array_equal(bm, got)
+  # The final carry of an Elman RNN run with the mask is its output at each sequence's last kept step.
+  cell = jaxrnn.elman(3)
+  keep = jnp.asarray(np.random.default_rng(0).random((T, B)) < 0.6).at[0, :].set(True)
+  h, ys_cell = jaxrnn.unroll(cell, cell.init(jax.random.key(20), I), XS, mask=keep)
+  np.testing.assert_allclose(jaxrnn.last_step(ys_cell, mask=keep), h, rtol=1e-6)
+
+
 def test_output_size():
   def size(layer, input_size=I):
     params = jax.eval_shape(lambda k: layer.init(k, input_size), jax.random.key(0))

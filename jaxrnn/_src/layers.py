@@ -323,13 +323,16 @@ def dense(
   return base.Dense(init_fn, apply_fn)
 
 
-def last_step(ys: Array, lengths: Array | None = None, *, time_major: bool = True) -> Array:
+def last_step(ys: Array, lengths: Array | None = None, *, mask: Array | None = None, time_major: bool = True) -> Array:
   """Each sequence's output at its last valid step.
 
   Args:
     ys: ``(T, *batch, F)`` (or ``(*batch, T, F)`` with ``time_major=False``).
     lengths: ``(*batch,)`` integer lengths in ``[0, T]``; None means every sequence has
       length ``T``. A length of 0 gives zeros.
+    mask: optional boolean ``(T, *batch)`` (``(*batch, T)`` with ``time_major=False``), as given to
+      :func:`jaxrnn.unroll`: the last step where it is True (and within ``lengths``) is read; a
+      sequence without one gives zeros.
 
   Returns:
     ``(*batch, F)``.
@@ -337,10 +340,21 @@ def last_step(ys: Array, lengths: Array | None = None, *, time_major: bool = Tru
   ys = unroll_lib.check_sequence(ys, name="ys", time_major=time_major)
   if not time_major:
     ys = jnp.moveaxis(ys, -2, 0)
-  if lengths is None:
+  T, batch_shape = ys.shape[0], tuple(ys.shape[1:-1])
+  if lengths is None and mask is None:
     return ys[-1]
-  lengths = unroll_lib.check_lengths(lengths, tuple(ys.shape[1:-1]), ys.shape[0])
-  idx = jnp.clip(lengths - 1, 0, ys.shape[0] - 1)
+  if lengths is not None:
+    lengths = unroll_lib.check_lengths(lengths, batch_shape, T)
+  if mask is None:
+    assert lengths is not None
+    last, any_step = lengths - 1, lengths > 0
+  else:
+    mask = unroll_lib.check_mask(mask, batch_shape, T, time_major=time_major)
+    if lengths is not None:
+      mask = mask & (jnp.arange(T).reshape((T,) + (1,) * len(batch_shape)) < lengths[None])
+    last = T - 1 - jnp.argmax(mask[::-1], axis=0)  # the last True of each sequence
+    any_step = jnp.any(mask, axis=0)
+  idx = jnp.clip(last, 0, T - 1)
   idx = jnp.broadcast_to(idx.reshape((1,) + idx.shape + (1,)), (1,) + ys.shape[1:])
   out = jnp.take_along_axis(ys, idx, axis=0)[0]
-  return jnp.where((lengths > 0)[..., None], out, jnp.zeros_like(out))
+  return jnp.where(any_step[..., None], out, jnp.zeros_like(out))
