@@ -553,10 +553,11 @@ def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
     new, y, saved = kernel.step(p, carry, x_t)
     if masked:
       new = _select(v[:, None], new, carry)
-      y = jnp.where(v[:, None], y, jnp.zeros_like(y))
     return new, (y, saved if save else None)
 
   carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid), reverse=reverse, unroll=unroll)
+  if masked:  # padding steps output zeros: one vectorised select after the loop, not one per step
+    ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
   return carry, ys, saved
 
 
@@ -579,12 +580,13 @@ def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse, unro
       dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
     new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt)
     dy = kernel.h_of(new)
-    if v is not None:  # padding steps pass the uncut carry through and output zeros
+    if v is not None:  # padding steps pass the uncut carry through (their outputs are zeroed below)
       new = _select(v[:, None], new, dc)
-      dy = jnp.where(v[:, None], dy, jnp.zeros_like(dy))
     return new, dy
 
   dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut), reverse=reverse, unroll=unroll)
+  if valid is not None:
+    dys = jnp.where(valid[..., None], dys, jnp.zeros_like(dys))
   return (carry, ys), (dcarry, dys)
 
 
