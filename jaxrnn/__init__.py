@@ -25,6 +25,7 @@ from jaxrnn._src.irregular import time_decay as time_decay
 from jaxrnn._src.layers import DenseParams as DenseParams
 from jaxrnn._src.layers import Layer as Layer
 from jaxrnn._src.layers import bidirectional as bidirectional
+from jaxrnn._src.layers import broadcast_carry as broadcast_carry
 from jaxrnn._src.layers import dense as dense
 from jaxrnn._src.layers import dropout as dropout
 from jaxrnn._src.layers import last_step as last_step

@@ -51,6 +51,7 @@ PUBLIC = {
   "DenseParams",
   "dropout",
   "last_step",
+  "broadcast_carry",
   "output_size",
   # submodules
   "initializers",

@@ -219,6 +219,26 @@ def test_last_step_with_a_mask_reads_the_last_kept_step():
   np.testing.assert_allclose(jaxrnn.last_step(ys_cell, mask=keep), h, rtol=1e-6)
 
 
+def test_broadcast_carry_learns_one_initial_state_for_the_batch():
+  cell = jaxrnn.lstm(3)
+  params = cell.init(jax.random.key(21), I)
+  h0 = jaxrnn.LSTMCarry(*(jax.random.normal(k, (3,)) for k in jax.random.split(jax.random.key(22))))
+  carry0 = jaxrnn.broadcast_carry(h0, (B,))
+  chex.assert_trees_all_equal(carry0, jax.tree.map(lambda a: jnp.stack([a] * B), h0))
+  assert jax.tree.map(jnp.shape, jaxrnn.broadcast_carry(h0, (2, 4))) == jaxrnn.LSTMCarry((2, 4, 3), (2, 4, 3))
+
+  def loss(h0):
+    return jnp.sum(jaxrnn.unroll(cell, params, XS, jaxrnn.broadcast_carry(h0, (B,)))[1] ** 2)
+
+  def loss_one(h0, b):  # sequence b alone, started from h0
+    return jnp.sum(jaxrnn.unroll(cell, params, XS[:, b], h0)[1] ** 2)
+
+  want = jax.tree.map(lambda *g: sum(g), *(jax.grad(loss_one)(h0, b) for b in range(B)))
+  chex.assert_trees_all_close(jax.grad(loss)(h0), want, rtol=1e-5, atol=1e-6)
+  with pytest.raises(jaxrnn.InputError, match="batch_shape must have non-negative sizes"):
+    jaxrnn.broadcast_carry(h0, (-1,))
+
+
 def test_output_size():
   def size(layer, input_size=I):
     params = jax.eval_shape(lambda k: layer.init(k, input_size), jax.random.key(0))

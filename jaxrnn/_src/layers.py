@@ -323,6 +323,28 @@ def dense(
   return base.Dense(init_fn, apply_fn)
 
 
+def broadcast_carry(carry: base.Carry, batch_shape: Any) -> base.Carry:
+  """One carry for every sequence of a batch: each leaf broadcast to ``(*batch_shape, *leaf.shape)``.
+
+  This is how to learn the initial state (Keras' and PyTorch's users ask for it): keep an unbatched carry,
+  e.g. ``cell.initial_carry(())``, among the params, and start every sequence from it; its gradient is the sum
+  over the batch.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> cell = jaxrnn.gru(4)
+    >>> params = {"cell": cell.init(jax.random.key(0), 3), "h0": cell.initial_carry(())}
+    >>> xs = jnp.ones((5, 2, 3))
+    >>> def loss(p):
+    ...   carry0 = jaxrnn.broadcast_carry(p["h0"], xs.shape[1:-1])
+    ...   return jnp.sum(jaxrnn.unroll(cell, p["cell"], xs, carry0)[1] ** 2)
+    >>> jax.grad(loss)(params)["h0"].shape
+    (4,)
+  """
+  batch_shape = base.check_batch_shape(batch_shape)
+  return jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch_shape, *jnp.shape(a))), carry)
+
+
 def last_step(ys: Array, lengths: Array | None = None, *, mask: Array | None = None, time_major: bool = True) -> Array:
   """Each sequence's output at its last valid step.
 
