@@ -369,10 +369,20 @@ class LSTMNorm(NamedTuple):
   c: LayerNormParams  # of the cell state c' before the output's tanh, over H
 
 
+def _normalize(v: Array, eps: float) -> tuple[Array, Array]:
+  """``((v - mean) / sigma, 1 / sigma)`` over the last axis, ``sigma = sqrt(var + eps)``."""
+  d = v - jnp.mean(v, axis=-1, keepdims=True)
+  r = jax.lax.rsqrt(jnp.mean(d * d, axis=-1, keepdims=True) + eps)
+  return d * r, r
+
+
+def _affine(n: Array, p: LayerNormParams) -> Array:
+  """A normalised ``n`` times the gain plus the shift."""
+  return n * _bcast(p.scale, n) + _bcast(p.shift, n)
+
+
 def _layer_norm(v: Array, p: LayerNormParams, eps: float) -> Array:
-  mean = jnp.mean(v, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
-  return (v - mean) * jax.lax.rsqrt(var + eps) * _bcast(p.scale, v) + _bcast(p.shift, v)
+  return _affine(_normalize(v, eps)[0], p)
 
 
 class LSTMCarry(NamedTuple):
@@ -479,7 +489,7 @@ def lstm(
       w_h=inits.per_gate(kh, recurrent_init, (H, G * H), G, param_dtype),
       b=inits.gate_biases(kb, H, gates, bias_init, overrides, param_dtype) if bias else None,
       w_peep=peephole_init(kp, (G - 1, H), param_dtype) if peepholes else None,
-      norm=_lstm_norm(input_size, G * H, H, param_dtype) if layer_norm else None,
+      norm=_lstm_norm(G * H, H, param_dtype) if layer_norm else None,
     )
 
   params_spec = base.params_spec(init_fn)
@@ -521,9 +531,7 @@ def lstm(
   return base.Cell(init_fn, initial_carry_fn, fast)
 
 
-def _lstm_norm(input_size: int, gates: int, H: int, dtype: Any) -> LSTMNorm:
-  del input_size
-
+def _lstm_norm(gates: int, H: int, dtype: Any) -> LSTMNorm:
   def ln(n: int) -> LayerNormParams:
     return LayerNormParams(jnp.ones((n,), dtype), jnp.zeros((n,), dtype))
 

@@ -414,26 +414,18 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
 # Layer-normalised LSTM (Ba et al. 2016), without peepholes
 
 
-def _bc(v: Array, like: Array) -> Array:
-  """A ``(F,)`` vector shaped to broadcast against ``like: (..., F)`` without rank promotion."""
-  return v.reshape((1,) * (like.ndim - 1) + v.shape)
-
-
-def _normalize(u: Array, eps: float) -> tuple[Array, Array]:
-  """``((u - mean) / sigma, 1 / sigma)`` over the last axis, ``sigma = sqrt(var + eps)``."""
-  d = u - jnp.mean(u, axis=-1, keepdims=True)
-  r = jax.lax.rsqrt(jnp.mean(d * d, axis=-1, keepdims=True) + eps)
-  return d * r, r
-
-
-def _ln_tangent(du: Array | None, n: Array, r: Array, gamma: Array, dp: Any) -> Array | None:
+def _ln_tangent(du: Array | None, n: Array, r: Array, gamma: Array, dp: Any = None) -> Array | None:
   """The tangent of ``gamma * n + beta`` (``n`` the normalised ``u``, ``r`` its ``1 / sigma``):
-  ``gamma r (du - mean(du) - n mean(n du)) + n dgamma + dbeta``; ``dp`` holds ``dgamma, dbeta``."""
+  ``gamma r (du - mean(du) - n mean(n du)) + n dgamma + dbeta``; ``dp`` holds ``dgamma, dbeta`` (None: their
+  terms are counted elsewhere)."""
   dn = None
   if du is not None:
-    dn = _bc(gamma, du) * r * (du - jnp.mean(du, axis=-1, keepdims=True) - n * jnp.mean(n * du, axis=-1, keepdims=True))
-  ds = None if _zero(dp.scale) else n * _bc(dp.scale, n)
-  db = None if _zero(dp.shift) else jnp.broadcast_to(_bc(dp.shift, n), n.shape)
+    mean, mean_n = jnp.mean(du, axis=-1, keepdims=True), jnp.mean(n * du, axis=-1, keepdims=True)
+    dn = cells_lib._bcast(gamma, du) * r * (du - mean - n * mean_n)
+  if dp is None:
+    return dn
+  ds = None if _zero(dp.scale) else n * cells_lib._bcast(dp.scale, n)
+  db = None if _zero(dp.shift) else jnp.broadcast_to(cells_lib._bcast(dp.shift, n), n.shape)
   return _add(dn, ds, db)
 
 
@@ -442,12 +434,11 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
   I_, F_, G_, O_, blk, scale = L.I_, L.F_, L.G_, L.O_, L.blk, L.scale
 
   def ln(u, q):
-    n, _ = _normalize(u, eps)
-    return n * _bc(q.scale, n) + _bc(q.shift, n)
+    return cells_lib._layer_norm(u, q, eps)
 
   def project(p, x):
     z = ln(x @ p.w_x, p.norm.x)
-    return z if p.b is None else z + _bc(p.b, z)
+    return z if p.b is None else z + cells_lib._bcast(p.b, z)
 
   def step(p, carry, x):
     h, c = carry
@@ -461,10 +452,10 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
   def knowns(p, carry0, saved):
     s, c = saved
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
-    nc, rc = _normalize(c, eps)
-    tc = jnp.tanh(nc * _bc(p.norm.c.scale, nc) + _bc(p.norm.c.shift, nc))
+    nc, rc = cells_lib._normalize(c, eps)
+    tc = jnp.tanh(cells_lib._affine(nc, p.norm.c))
     h_prev = _shift(o * tc, carry0.h)
-    nh, rh = _normalize(_mm(h_prev, p.w_h), eps)  # recomputed a chunk at a time: one large product
+    nh, rh = cells_lib._normalize(_mm(h_prev, p.w_h), eps)  # recomputed a chunk at a time: one large product
     kn = {
       "dact": (s - s * s) * scale(s.dtype, 4.0)[None],
       "g": 2.0 * sg - 1.0,
@@ -482,11 +473,11 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     return h_prev, kn
 
   def lin(p, dp, x, dx, h_prev, kn):
-    nx, rx = _normalize(_mm(x, p.w_x), eps)
+    nx, rx = cells_lib._normalize(_mm(x, p.w_x), eps)
     dux = _add(None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x))
     db = None
     if p.b is not None and not _zero(dp.b):
-      db = jnp.broadcast_to(_bc(dp.b, nx), nx.shape)
+      db = jnp.broadcast_to(cells_lib._bcast(dp.b, nx), nx.shape)
     return _add(
       _ln_tangent(dux, nx, rx, p.norm.x.scale, dp.norm.x),
       _ln_tangent(_mm(h_prev, dp.w_h), kn["nh"], kn["rh"], p.norm.h.scale, dp.norm.h),
@@ -495,7 +486,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
 
   def tangent(p, dp, kn, dcarry, lin_t, wt):
     dh, dc = dcarry
-    h_part = _ln_tangent(_rec(dh, wt), kn["nh"], kn["rh"], p.norm.h.scale, _NO_AFFINE)
+    h_part = _ln_tangent(_rec(dh, wt), kn["nh"], kn["rh"], p.norm.h.scale)  # dgamma, dbeta: in lin
     d = _add(lin_t, h_part) * kn["dact"]
     di, dg, do = blk(d, I_), blk(d, G_), blk(d, O_)
     dc = _add(blk(d, F_) * kn["c_prev"] if forget_gate else None, dc * kn["f"] if forget_gate else dc)
@@ -504,10 +495,6 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     return cells_lib.LSTMCarry(do * kn["tc"] + kn["o"] * (1.0 - kn["tc"] * kn["tc"]) * dlc, dc)
 
   return Kernel(project, step, knowns, lin, tangent, lambda carry: carry.h)
-
-
-# The affine terms of a normalisation whose gain and shift tangents are counted elsewhere (in ``lin``).
-_NO_AFFINE = cells_lib.LayerNormParams(None, None)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------

@@ -371,12 +371,8 @@ def last_step(ys: Array, lengths: Array | None = None, *, mask: Array | None = N
     assert lengths is not None
     last, any_step = lengths - 1, lengths > 0
   else:
-    mask = unroll_lib.check_mask(mask, batch_shape, T, time_major=time_major)
-    if lengths is not None:
-      mask = mask & (jnp.arange(T).reshape((T,) + (1,) * len(batch_shape)) < lengths[None])
+    mask = unroll_lib.within_lengths(unroll_lib.check_mask(mask, batch_shape, T, time_major=time_major), lengths)
     last = T - 1 - jnp.argmax(mask[::-1], axis=0)  # the last True of each sequence
     any_step = jnp.any(mask, axis=0)
-  idx = jnp.clip(last, 0, T - 1)
-  idx = jnp.broadcast_to(idx.reshape((1,) + idx.shape + (1,)), (1,) + ys.shape[1:])
-  out = jnp.take_along_axis(ys, idx, axis=0)[0]
+  out = unroll_lib.take_steps(ys, jnp.clip(last, 0, T - 1)[None])[0]
   return jnp.where(any_step[..., None], out, jnp.zeros_like(out))

@@ -66,9 +66,17 @@ def check_mask(mask: Any, batch_shape: tuple[int, ...], T: int, *, time_major: b
   return mask if time_major else jnp.moveaxis(mask, -1, 0)
 
 
-def _take_steps(a: Array, idx: Array) -> Array:
-  """``a[idx[t, b], b]`` for a time-major ``a: (T, *batch, ...)`` and ``idx: (T, *batch)``."""
-  idx = jnp.broadcast_to(_expand(idx, a), a.shape[: idx.ndim] + (1,) * (a.ndim - idx.ndim))
+def within_lengths(mask: Array, lengths: Array | None) -> Array:
+  """``mask: (T, *batch)`` and, where ``lengths`` is given, each step before its sequence's length."""
+  if lengths is None:
+    return mask
+  T = mask.shape[0]
+  return mask & (jnp.arange(T).reshape((T,) + (1,) * lengths.ndim) < lengths[None])
+
+
+def take_steps(a: Array, idx: Array) -> Array:
+  """``a[idx[t, b], b]`` for a time-major ``a: (T, *batch, ...)`` and ``idx: (T', *batch)``."""
+  idx = jnp.broadcast_to(_expand(idx, a), idx.shape[:1] + a.shape[1 : idx.ndim] + (1,) * (a.ndim - idx.ndim))
   return jnp.take_along_axis(a, idx, axis=0)
 
 
@@ -76,14 +84,12 @@ def _unroll_masked(cell, params, xs, carry, mask, lengths, **options):
   """:func:`unroll` with a mask, on time-major ``xs``: the kept steps of each sequence are moved to its front
   (a stable sort keeps their order), which makes a right-padded sequence of ``mask.sum(0)`` steps; both paths
   run that, and the outputs go back to their steps (zeros at the skipped ones)."""
-  T = xs.shape[0]
-  if lengths is not None:
-    mask = mask & (jnp.arange(T).reshape((T,) + (1,) * lengths.ndim) < lengths[None])
+  mask = within_lengths(mask, lengths)
   order = jnp.argsort(jnp.logical_not(mask).astype(jnp.int8), axis=0, stable=True)
   kept = jnp.sum(mask, axis=0, dtype=jnp.int32)
-  carry, ys = unroll(cell, params, _take_steps(xs, order), carry, lengths=kept, **options)
+  carry, ys = unroll(cell, params, take_steps(xs, order), carry, lengths=kept, **options)
   back = jnp.argsort(order, axis=0)
-  return carry, jax.tree.map(lambda v: _take_steps(v, back), ys)
+  return carry, jax.tree.map(lambda v: take_steps(v, back), ys)
 
 
 def _expand(mask: Array, like: Array) -> Array:
@@ -104,7 +110,7 @@ def reverse_valid(xs: Array, lengths: Array) -> Array:
   T = xs.shape[0]
   lengths = jnp.clip(lengths, 0, T)
   t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
-  return _take_steps(xs, jnp.where(t < lengths[None], lengths[None] - 1 - t, t))
+  return take_steps(xs, jnp.where(t < lengths[None], lengths[None] - 1 - t, t))
 
 
 def default_unroll() -> int:
