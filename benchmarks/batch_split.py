@@ -17,7 +17,6 @@ import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
-import argparse  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
@@ -58,10 +57,7 @@ def time_shape(B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m benchmarks.batch_split", description=__doc__.split("\n")[0])
-  p.add_argument("--shapes", default="64x100x32x128,16x1000x8x64", help="comma-separated BxTxIxH shapes")
-  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
-  args = p.parse_args(argv)
+  args = timing.shape_arguments("batch_split", __doc__, "64x100x32x128,16x1000x8x64").parse_args(argv)
   print(f"devices: {jax.devices()}")
   print("| B,T,I,H | one scan (ms) | two scans, one program (ms) | pmap over 2 devices (ms) |")
   print("|---:|---:|---:|---:|")

@@ -14,7 +14,6 @@ the fast path's.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -72,27 +71,17 @@ def time_shape(B: int, T: int, I: int, H: int, rounds: int) -> tuple[dict[str, f
   }
   calls = {}
   for name, (cell, impl) in setups.items():
+    grad, fwd = models.unroll_step_and_forward(cell, impl=impl)
     params = cell.init(jax.random.key(0), I)
-
-    def outputs(p: Any, x: jax.Array, cell: jaxrnn.Cell = cell, impl: str = impl) -> jax.Array:
-      return jaxrnn.unroll(cell, p, x, impl=impl)[1]
-
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(
-      *models.step_and_forward(outputs), params, xs
-    )
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   check_in_float64(H, I, np.asarray(xs))
   return timing.measure(calls, rounds=rounds, block_s=0.25), float32_gap(H, I, xs)
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m benchmarks.layer_norm", description=__doc__.split("\n")[0])
-  p.add_argument("--shapes", default="64x100x32x128,16x1000x8x64", help="comma-separated BxTxIxH")
-  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
-  args = p.parse_args(argv)
+  args = timing.shape_arguments("layer_norm", __doc__, "64x100x32x128,16x1000x8x64").parse_args(argv)
   print(f"load average (1 min): {timing.load_average():.2f}")
-  head = " | ".join(f"{m} {v}" for m in ("train", "infer") for v in VARIANTS)
-  print(f"| B,T,I,H | {head} |")
-  print("|---:|" + "---:|" * (2 * len(VARIANTS)))
+  timing.print_variant_header(("B,T,I,H",), VARIANTS)
   gaps = []
   for shape in args.shapes.split(","):
     B, T, I, H = (int(v) for v in shape.split("x"))

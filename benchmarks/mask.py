@@ -16,14 +16,12 @@ the ``lengths`` time.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxrnn
 from benchmarks import models, timing
 
 VARIANTS = ("full", "lengths", "prefix mask", "mask with gaps")
@@ -46,11 +44,7 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   }
   calls, results = {}, {}
   for name, kwargs in options.items():
-
-    def outputs(p: Any, x: jax.Array, kwargs: dict[str, Any] = kwargs) -> jax.Array:
-      return jaxrnn.unroll(cell, p, x, **kwargs)[1]
-
-    grad, fwd = models.step_and_forward(outputs)
+    grad, fwd = models.unroll_step_and_forward(cell, **kwargs)
     results[name] = (fwd(params, xs), grad(params, xs))
     calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   models.assert_agree(results["prefix mask"], results["lengths"])
@@ -58,15 +52,11 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m benchmarks.mask", description=__doc__.split("\n")[0])
+  p = timing.shape_arguments("mask", __doc__, "64x100x32x128,16x1000x8x64")
   p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
-  p.add_argument("--shapes", default="64x100x32x128,16x1000x8x64", help="comma-separated BxTxIxH")
-  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
   args = p.parse_args(argv)
   print(f"load average (1 min): {timing.load_average():.2f}")
-  head = " | ".join(f"{m} {v}" for m in ("train", "infer") for v in VARIANTS)
-  print(f"| cell | B,T,I,H | {head} |")
-  print("|---:|---:|" + "---:|" * (2 * len(VARIANTS)))
+  timing.print_variant_header(("cell", "B,T,I,H"), VARIANTS)
   for cell_name in args.cells.split(","):
     for shape in args.shapes.split(","):
       B, T, I, H = (int(v) for v in shape.split("x"))

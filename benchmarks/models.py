@@ -45,6 +45,11 @@ def step_and_forward(outputs: Callable[..., jax.Array], options: dict[str, Any] 
   return grad, jax.jit(outputs, compiler_options=options)
 
 
+def unroll_step_and_forward(cell: jaxrnn.Cell, **unroll_kwargs: Any) -> tuple[Any, Any]:
+  """:func:`step_and_forward` of the outputs of ``jaxrnn.unroll(cell, params, xs, **unroll_kwargs)``."""
+  return step_and_forward(lambda p, xs: jaxrnn.unroll(cell, p, xs, **unroll_kwargs)[1])
+
+
 def blocking_calls(grad: Any, fwd: Any, params: Any, x: jax.Array) -> tuple[Call, Call]:
   """``(train, infer)`` calls of :func:`step_and_forward`'s functions that wait for their results."""
   return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
@@ -64,12 +69,9 @@ def jaxrnn_calls(
   c = jaxrnn_cell(cell, H)
   params = c.init(jax.random.key(0), xs.shape[-1])
   x = jnp.asarray(xs)
-  kwargs = {} if impl is None else {"impl": impl}
-
-  def outputs(p, xs):
-    return jaxrnn.unroll(c, p, xs, **kwargs)[1]
-
-  return blocking_calls(*step_and_forward(outputs, options), params, x)
+  kwargs: dict[str, Any] = {} if impl is None else {"impl": impl}
+  grad, fwd = step_and_forward(lambda p, xs: jaxrnn.unroll(c, p, xs, **kwargs)[1], options)
+  return blocking_calls(grad, fwd, params, x)
 
 
 def flax_calls(cell: str, xs: np.ndarray, H: int, *, options: dict[str, Any] | None = None) -> tuple[Call, Call]:

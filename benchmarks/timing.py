@@ -3,6 +3,7 @@ parsing of a ``KEY=VALUE`` compiler option given on a command line."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import math
 import os
@@ -111,3 +112,18 @@ def compiler_option(text: str) -> tuple[str, Any]:
   if value in ("true", "false"):
     return key, value == "true"
   return key, int(value) if value.isdigit() else value
+
+
+def shape_arguments(module: str, doc: str | None, shapes: str) -> argparse.ArgumentParser:
+  """The command line of ``python -m benchmarks.<module>``: ``--shapes`` (default ``shapes``) and ``--rounds``."""
+  p = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=(doc or "").split("\n")[0])
+  p.add_argument("--shapes", default=shapes, help="comma-separated BxTxIxH")
+  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
+  return p
+
+
+def print_variant_header(leading: tuple[str, ...], variants: tuple[str, ...]) -> None:
+  """A Markdown table's head: the ``leading`` columns, then ``train <variant>`` and ``infer <variant>``."""
+  head = " | ".join([*leading, *(f"{m} {v}" for m in ("train", "infer") for v in variants)])
+  print(f"| {head} |")
+  print("|" + "---:|" * (len(leading) + 2 * len(variants)))

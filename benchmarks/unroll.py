@@ -14,13 +14,9 @@ the medians in milliseconds.
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-import jaxrnn
 from benchmarks import models, timing
 
 
@@ -34,13 +30,9 @@ def time_shape(
   calls = {}
   first = None
   for n in unrolls:
-
-    def outputs(p: Any, x: jax.Array, n: int = n) -> jax.Array:
-      return jaxrnn.unroll(cell, p, x, unroll=n)[1]
-
-    grad, fwd = models.step_and_forward(outputs)
+    grad, fwd = models.unroll_step_and_forward(cell, unroll=n)
     with jax.default_matmul_precision("highest"):  # the check compares at full float32 (a GPU defaults to TF32)
-      exact_grad, exact_fwd = models.step_and_forward(outputs)
+      exact_grad, exact_fwd = models.unroll_step_and_forward(cell, unroll=n)
       got = (exact_fwd(params, xs), exact_grad(params, xs))
     if first is None:
       first = got
@@ -51,19 +43,15 @@ def time_shape(
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m benchmarks.unroll", description=__doc__.split("\n")[0])
+  p = timing.shape_arguments("unroll", __doc__, "16x1000x8x64,32x100x2x8,64x100x32x128")
   p.add_argument("--cells", default="elman,lstm", help="comma-separated subset of lstm,gru,elman")
-  p.add_argument("--shapes", default="16x1000x8x64,32x100x2x8,64x100x32x128", help="comma-separated BxTxIxH")
-  p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
   p.add_argument("--unrolls", default="1,2,4", help="comma-separated unroll factors; the first is the baseline")
   args = p.parse_args(argv)
   unrolls = tuple(int(n) for n in args.unrolls.split(",") if n)
   if not unrolls or min(unrolls) < 1:
     p.error(f"--unrolls takes positive integers, e.g. 1,2,4; got {args.unrolls!r}")
   print(f"load average (1 min): {timing.load_average():.2f}")
-  head = " | ".join(f"{m} u{n}" for m in ("train", "infer") for n in unrolls)
-  print(f"| cell | B,T,I,H | {head} |")
-  print("|---:|---:|" + "---:|" * (2 * len(unrolls)))
+  timing.print_variant_header(("cell", "B,T,I,H"), tuple(f"u{n}" for n in unrolls))
   for cell_name in args.cells.split(","):
     for shape in args.shapes.split(","):
       B, T, I, H = (int(v) for v in shape.split("x"))
