@@ -119,7 +119,8 @@ def _glance(summaries: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     "| experiment | row | trials | success ours / paper | sequences ours / paper | ratio | reproduced |",
     "|---|---|---|---|---|---|---|",
   ]
-  for s in rows:
+  verdicts = [verdict(s) for s in rows]
+  for s, v in zip(rows, verdicts):
     paper = s["paper"]
     mean = (s.get("sequences_to_success") or {}).get("mean")
     paper_mean = paper.get("sequences_to_success")
@@ -128,9 +129,9 @@ def _glance(summaries: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     text.append(
       f"| {s.get('experiment') or s['task']} | {s.get('row', s['config'])} | {s['trials']}{cut} | "
       f"{_pct(s['success_rate'])} / {_pct(paper.get('success_rate'))} | "
-      f"{_seqs(s['sequences_to_success'])} / {_seqs(paper_mean)} | {ratio} | {verdict(s)} |"
+      f"{_seqs(s['sequences_to_success'])} / {_seqs(paper_mean)} | {ratio} | {v} |"
     )
-  counts = {v: sum(verdict(s) == v for s in rows) for v in ("yes", "partly", "no")}
+  counts = {v: verdicts.count(v) for v in ("yes", "partly", "no")}
   text += ["", f"Of {len(rows)} rows: {counts['yes']} reproduced, {counts['partly']} partly, {counts['no']} not."]
   return text
 
