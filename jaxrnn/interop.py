@@ -6,4 +6,5 @@ from jaxrnn._src.interop import from_torch as from_torch
 from jaxrnn._src.interop import from_torch_state as from_torch_state
 from jaxrnn._src.interop import to_flax as to_flax
 from jaxrnn._src.interop import to_flax_carry as to_flax_carry
+from jaxrnn._src.interop import to_torch as to_torch
 from jaxrnn._src.interop import to_torch_state as to_torch_state

@@ -314,3 +314,149 @@ def test_float64_module_gives_float64_params_under_x64():
     # float64 all the way, so far tighter than the float32 tolerance.
     for got, want in [(ys, out_t), (h_n, h_t), (c_n, c_t)]:
       np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-12, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# to_torch: jaxrnn params (from jaxrnn's own init, perturbed so that every bias matters) into torch modules
+
+JAX_CELLS = {
+  "rnn_tanh": lambda **kw: jaxrnn.elman(H, **kw),
+  "rnn_relu": lambda **kw: jaxrnn.elman(H, nonlinearity="relu", **kw),
+  "gru": lambda **kw: jaxrnn.gru(H, **kw),
+  "lstm": lambda **kw: jaxrnn.lstm(H, **kw),
+}
+# (layers, bias, batch_first); a layer is "cell" or "pair" (jaxrnn.bidirectional of two cells).
+JAX_CONFIGS = {
+  "single": ((), True, False),  # one cell through jaxrnn.unroll
+  "single_no_bias_batch_first": ((), False, True),
+  "multi_bidirectional": (("pair", "pair"), True, False),
+  "multi_no_bias_batch_first": (("cell", "cell", "cell"), False, True),
+}
+
+
+def _perturbed(params, seed: int):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return treedef.unflatten(
+    [x + 0.3 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)]
+  )
+
+
+def _jaxrnn_net(kind: str, layers: tuple, bias: bool, batch_first: bool):
+  make = functools.partial(JAX_CELLS[kind], bias=bias)
+  if not layers:
+    return make()
+  children = [jaxrnn.bidirectional(make(), make()) if c == "pair" else make() for c in layers]
+  return jaxrnn.stacked(*children, time_major=not batch_first)
+
+
+@pytest.mark.parametrize("config", JAX_CONFIGS.values(), ids=JAX_CONFIGS.keys())
+@pytest.mark.parametrize("kind", KINDS)
+def test_to_torch_module_computes_what_jaxrnn_computes(kind, config):
+  layers, bias, bf = config
+  net = _jaxrnn_net(kind, layers, bias, bf)
+  params = _perturbed(net.init(jax.random.key(0), I), 1)
+  module = jaxrnn.interop.to_torch(params, nonlinearity="relu" if kind == "rnn_relu" else "tanh", batch_first=bf)
+  expected_class = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}.get(kind, torch.nn.RNN)
+  assert type(module) is expected_class
+  D = 2 if "pair" in layers else 1
+  assert (module.num_layers, module.bidirectional, module.bias, module.batch_first) == (
+    max(len(layers), 1),
+    D == 2,
+    bias,
+    bf,
+  )
+  rng = np.random.default_rng(2)
+  xs = rng.standard_normal((B, T, I) if bf else (T, B, I)).astype(np.float32)
+  L = max(len(layers), 1)
+  h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+  c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+  torch_state = (torch.tensor(h0), torch.tensor(c0)) if kind == "lstm" else torch.tensor(h0)
+  carry0 = interop.from_torch_state(torch_state, num_layers=L, bidirectional=D == 2)
+
+  with torch.no_grad():
+    out_t, state_t = module(torch.tensor(xs), torch_state)
+  if isinstance(net, jaxrnn.Cell):
+    final, ys = _jit(functools.partial(jaxrnn.unroll, net, time_major=not bf))(params, jnp.asarray(xs), carry0)
+  else:
+    final, ys = _jit(net.apply)(params, jnp.asarray(xs), carry0)
+  _close(ys, out_t.numpy(), "outputs")
+  state = interop.to_torch_state(final)
+  for got, want, name in zip(
+    state if kind == "lstm" else (state,), state_t if kind == "lstm" else (state_t,), ("h_n", "c_n"), strict=False
+  ):
+    _close(got, want.numpy(), name)
+
+  # And back: from_torch undoes to_torch exactly (b + a zero bias_hh is b).
+  _, params_again = interop.from_torch(module)
+  assert jax.tree.structure(params_again) == jax.tree.structure(params)
+  for got, want in zip(jax.tree.leaves(params_again), jax.tree.leaves(params), strict=True):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_to_torch_cell_module_steps_as_the_cell(kind):
+  cell = JAX_CELLS[kind]()
+  params = _perturbed(cell.init(jax.random.key(3), I), 4)
+  module = jaxrnn.interop.to_torch(params, nonlinearity="relu" if kind == "rnn_relu" else "tanh", cell_module=True)
+  assert type(module) is {"gru": torch.nn.GRUCell, "lstm": torch.nn.LSTMCell}.get(kind, torch.nn.RNNCell)
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((B, I)).astype(np.float32)
+  h = rng.standard_normal((B, H)).astype(np.float32)
+  c = rng.standard_normal((B, H)).astype(np.float32)
+  carry = jaxrnn.LSTMCarry(jnp.asarray(h), jnp.asarray(c)) if kind == "lstm" else jnp.asarray(h)
+  new_carry, y = cell.apply(params, carry, jnp.asarray(x))
+  with torch.no_grad():
+    if kind == "lstm":
+      h_t, c_t = module(torch.tensor(x), (torch.tensor(h), torch.tensor(c)))
+      _close(new_carry.c, c_t.numpy(), "c")
+    else:
+      h_t = module(torch.tensor(x), torch.tensor(h))
+  _close(y, h_t.numpy(), "h")
+
+
+def test_to_torch_keeps_float64():
+  with jax.enable_x64(True):
+    params = _perturbed(jaxrnn.gru(H, param_dtype=jnp.float64).init(jax.random.key(6), I), 7)
+    module = jaxrnn.interop.to_torch(params)
+    assert module.weight_ih_l0.dtype == torch.float64
+    xs = np.random.default_rng(8).standard_normal((T, B, I))
+    _, ys = jaxrnn.unroll(jaxrnn.gru(H, param_dtype=jnp.float64), params, jnp.asarray(xs))
+  with torch.no_grad():
+    out_t, _ = module(torch.tensor(xs))
+  np.testing.assert_allclose(np.asarray(ys), out_t.numpy(), atol=1e-12, rtol=1e-12)
+
+
+def test_to_torch_errors_name_what_torch_cannot_express():
+  def params_of(cell):
+    return cell.init(jax.random.key(0), I)
+
+  lstm_p, gru_p = params_of(jaxrnn.lstm(H)), params_of(jaxrnn.gru(H))
+  cases = [
+    (params_of(jaxrnn.lstm(H, peepholes=True)), ValueError, r"params\.w_peep is set: an lstm\(peepholes=True\)"),
+    (params_of(jaxrnn.lstm(H, layer_norm=True)), ValueError, r"params\.norm is set"),
+    (params_of(jaxrnn.lstm(H, forget_gate=False)), ValueError, r"w_h has shape \(6, 18\): 3 gates"),
+    (params_of(jaxrnn.gru(H, reset_after=False)), ValueError, r"gru\(reset_after=False\)"),
+    (params_of(jaxrnn.mgu(H)), TypeError, r"params must be jaxrnn\.ElmanParams.*got MGUParams"),
+    (params_of(jaxrnn.lstm1997(2, 2)), TypeError, r"got LSTM1997Params"),
+    ((lstm_p, gru_p), ValueError, r"params mix cell kinds"),
+    (((lstm_p, lstm_p), params_of(jaxrnn.lstm(H))), ValueError, r"mix one-direction and bidirectional layers"),
+    ((lstm_p, (lstm_p, lstm_p, lstm_p)), ValueError, r"params\[1\] is a sequence of 3"),
+    ((lstm_p, params_of(jaxrnn.lstm(H + 1))), ValueError, r"params\[1\] have hidden size 7, the first layer's 6"),
+    ((lstm_p, lstm_p), ValueError, r"params\[1\]\.w_x has input size 4, expected 6"),
+    (
+      ((lstm_p, lstm_p), (params_of(jaxrnn.lstm(H)),) * 2),
+      ValueError,
+      r"params\[1\]\[0\]\.w_x has input size 4, expected 12 \(layer 0's two directions concatenated",
+    ),
+    ((), ValueError, "empty sequence"),
+  ]
+  for params, error, match in cases:
+    with pytest.raises(error, match=match):
+      jaxrnn.interop.to_torch(params)
+  with pytest.raises(ValueError, match=r"cell_module=True needs one cell's params, got a tuple over 2 layers"):
+    jaxrnn.interop.to_torch((lstm_p, lstm_p), cell_module=True)
+  with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1\.5"):
+    jaxrnn.interop.to_torch(lstm_p, dropout=1.5)
+  with pytest.raises(ValueError, match="nonlinearity"):
+    jaxrnn.interop.to_torch(params_of(jaxrnn.elman(H)), nonlinearity="sigmoid")

@@ -1,4 +1,4 @@
-"""Conversion of PyTorch and flax recurrent modules into jaxrnn cells, layers and params.
+"""Conversion between jaxrnn params and PyTorch or flax recurrent modules, both ways.
 
 jaxrnn keeps PyTorch's gate order (LSTM ``i, f, g, o``; GRU ``r, z, n``) but
 stores kernels transposed, ``w_x: (in, G*H)`` and ``w_h: (H, G*H)``, so a step
@@ -9,6 +9,8 @@ is ``x @ w_x + h @ w_h + b``. The converters below only move numbers:
   only their sum matters (``b = bias_ih + bias_hh`` for RNN and LSTM); the
   GRU's recurrent candidate bias sits inside the reset product and stays
   apart (``b = bias_ih + [bias_hh_r, bias_hh_z, 0]``, ``b_hn = bias_hh_n``).
+  Back to torch (:func:`to_torch`), ``b`` becomes ``bias_ih`` and ``bias_hh``
+  is zero but for the GRU's ``b_hn``.
 * flax.linen keeps one ``Dense`` per gate; their kernels are concatenated
   along the output axis in jaxrnn's gate order. flax's LSTM carry is
   ``(c, h)``; jaxrnn's :class:`jaxrnn.LSTMCarry` is ``(h, c)``.
@@ -242,6 +244,202 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
   children = [layers_lib.bidirectional(cell, cell) if module.bidirectional else cell for _ in range(num_layers)]
   layer = layers_lib.stacked(*children, dropout=dropout, time_major=not module.batch_first)
   return layer, tuple(params)
+
+
+_TORCH_CLASSES = {"elman": ("RNN", "RNNCell"), "gru": ("GRU", "GRUCell"), "lstm": ("LSTM", "LSTMCell")}
+
+
+def _cell_kind_for_torch(params: Any, where: str) -> str:
+  """``elman``, ``gru`` or ``lstm`` for one cell's params, or an error naming what torch cannot express."""
+  if isinstance(params, cells_lib.ElmanParams):
+    return "elman"
+  if isinstance(params, cells_lib.GRUParams):
+    if params.b is not None and params.b_hn is None:
+      raise base.InputError(
+        f"params{where} have b but no b_hn: a gru(reset_after=False), which torch's GRU cannot express "
+        "(it applies the reset gate after the recurrent product)"
+      )
+    return "gru"
+  if isinstance(params, cells_lib.LSTMParams):
+    H, GH = (int(d) for d in jnp.shape(params.w_h))
+    if GH != 4 * H:
+      raise base.InputError(
+        f"params{where}.w_h has shape {(H, GH)}: {GH // H} gates, an lstm(forget_gate=False); torch's LSTM needs 4"
+      )
+    if params.w_peep is not None:
+      raise base.InputError(f"params{where}.w_peep is set: an lstm(peepholes=True); torch's LSTM has no peepholes")
+    if params.norm is not None:
+      raise base.InputError(f"params{where}.norm is set: an lstm(layer_norm=True); torch's LSTM has no layer norm")
+    return "lstm"
+  raise base.InputTypeError(
+    f"params{where} must be jaxrnn.ElmanParams, GRUParams or LSTMParams (the cells torch.nn.RNN, GRU and LSTM "
+    f"compute), got {type(params).__name__}"
+  )
+
+
+def _torch_tensors(params: Any, kind: str, torch: Any, dtype: Any) -> dict[str, Any]:
+  """``weight_ih, weight_hh, bias_ih, bias_hh`` of one torch layer and direction from one cell's params."""
+
+  def tensor(a: Any) -> Any:
+    a = np.asarray(jnp.asarray(a, jnp.float32) if jnp.asarray(a).dtype == jnp.bfloat16 else a)
+    return torch.tensor(np.array(a, copy=True)).to(dtype)
+
+  w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
+  out = {"weight_ih": tensor(w_x.T), "weight_hh": tensor(w_h.T)}
+  GH = int(w_h.shape[1])
+  b = jnp.zeros((GH,), w_x.dtype) if params.b is None else jnp.asarray(params.b)
+  b_hh = jnp.zeros((GH,), w_x.dtype)
+  if kind == "gru" and params.b_hn is not None:
+    # Only the candidate's recurrent bias sits inside the reset product; the rest of b goes to bias_ih.
+    b_hh = b_hh.at[2 * (GH // 3) :].set(jnp.asarray(params.b_hn))
+  out["bias_ih"], out["bias_hh"] = tensor(b), tensor(b_hh)
+  return out
+
+
+def _is_sequence(x: Any) -> bool:
+  """A plain tuple or list (of layers or directions), not a cell's params (a NamedTuple)."""
+  return isinstance(x, (tuple, list)) and not hasattr(x, "_fields")
+
+
+def to_torch(
+  params: base.Params,
+  *,
+  nonlinearity: str = "tanh",
+  batch_first: bool = False,
+  dropout: float = 0.0,
+  cell_module: bool = False,
+) -> Any:
+  r"""A PyTorch module that computes what jaxrnn ``params`` compute (inverse of :func:`from_torch`).
+
+  For running or fine-tuning in PyTorch a net trained with jaxrnn. The
+  module's class follows the params' type: :class:`jaxrnn.ElmanParams` ->
+  ``torch.nn.RNN``, :class:`jaxrnn.GRUParams` (of ``gru(reset_after=True)``)
+  -> ``torch.nn.GRU``, :class:`jaxrnn.LSTMParams` (with forget gate, without
+  peepholes or layer norm) -> ``torch.nn.LSTM``. The params may be
+
+  * one cell's: a one-layer module (with ``cell_module=True``, the
+    single-step ``RNNCell``, ``GRUCell`` or ``LSTMCell`` instead);
+  * a :func:`jaxrnn.stacked` layer's, a tuple over layers of cell params or
+    of :func:`jaxrnn.bidirectional` ``(forward, backward)`` pairs (the
+    directions concatenated, ``merge="concat"``): a module with
+    ``num_layers`` layers, ``bidirectional`` if the layers are pairs. These
+    are the params :func:`from_torch` returns.
+
+  jaxrnn's single bias ``b`` becomes ``bias_ih`` and ``bias_hh`` is zero,
+  except the GRU's ``b_hn``, torch's ``bias_hh`` candidate part. Params
+  without biases (``bias=False``) give ``bias=False``; in a stack where only
+  some layers have them the others get zeros. The module's dtype is the
+  params'; its weights are copies. Carries convert with
+  :func:`to_torch_state` and :func:`from_torch_state`.
+
+  Args:
+    params: see above.
+    nonlinearity: the Elman cell's ``"tanh"`` or ``"relu"`` (params do not
+      record it).
+    batch_first: the module's ``batch_first``: inputs ``(B, T, I)``, as
+      ``time_major=False``.
+    dropout: the module's ``dropout`` between layers (active in torch's
+      training mode only).
+    cell_module: give a ``torch.nn.*Cell`` for one cell's params.
+
+  Returns:
+    A ``torch.nn.RNN``, ``GRU`` or ``LSTM`` (or ``*Cell``) module.
+
+  Raises:
+    TypeError: params of another cell (MGU, lstm1997, GRU-D, ...) or of no cell.
+    ValueError: what torch cannot express: an LSTM without forget gate, with
+      peepholes or layer norm, a GRU with ``reset_after=False``; layers of
+      different kinds or sizes, a stack mixing one- and two-direction layers,
+      directions merged by ``"sum"``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, torch, jaxrnn
+    >>> layer = jaxrnn.stacked(jaxrnn.lstm(4), jaxrnn.lstm(4))
+    >>> params = layer.init(jax.random.key(0), 3)
+    >>> module = jaxrnn.interop.to_torch(params)
+    >>> module
+    LSTM(3, 4, num_layers=2)
+    >>> xs = jax.random.normal(jax.random.key(1), (5, 2, 3))           # (T, B, I)
+    >>> _, ys = layer.apply(params, xs)
+    >>> out, (h_n, c_n) = module(torch.tensor(jax.device_get(xs)))
+    >>> bool(jnp.allclose(ys, out.detach().numpy(), atol=1e-5))
+    True
+  """
+  torch = _import_torch()
+  base.check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+  if not 0.0 <= float(dropout) < 1.0:
+    raise base.InputError(f"dropout must be in [0, 1), got {dropout}")
+
+  single = not _is_sequence(params)
+  layers = [params] if single else list(params)
+  if not layers:
+    raise base.InputError("params is an empty sequence; expected one cell's params or a tuple over layers")
+  if cell_module and not single:
+    raise base.InputError(f"cell_module=True needs one cell's params, got a tuple over {len(layers)} layers")
+  directions = []
+  for k, layer in enumerate(layers):
+    if _is_sequence(layer):
+      if len(layer) != 2:
+        raise base.InputError(
+          f"params[{k}] is a sequence of {len(layer)}; a layer is one cell's params or a (forward, backward) pair"
+        )
+      directions.append(tuple(layer))
+    else:
+      directions.append((layer,))
+  D = len(directions[0])
+  if any(len(d) != D for d in directions):
+    raise base.InputError(
+      "params mix one-direction and bidirectional layers (numbers of directions per layer: "
+      f"{[len(d) for d in directions]}); a torch module's layers are all one or all bidirectional"
+    )
+
+  def where(k: int, d: int) -> str:
+    if single:
+      return ""
+    return f"[{k}]" + (f"[{d}]" if D == 2 else "")
+
+  kinds = {
+    where(k, d): _cell_kind_for_torch(p, where(k, d)) for k, ps in enumerate(directions) for d, p in enumerate(ps)
+  }
+  if len(set(kinds.values())) > 1:
+    raise base.InputError(f"params mix cell kinds ({kinds}); a torch module has one kind")
+  kind = next(iter(kinds.values()))
+  first = directions[0][0]
+  H = int(jnp.shape(first.w_h)[0])
+  input_size = int(jnp.shape(first.w_x)[0])
+  jax_dtype = jnp.asarray(first.w_x).dtype
+  for k, ps in enumerate(directions):
+    expected_in = input_size if k == 0 else D * H
+    for d, p in enumerate(ps):
+      got_h, got_in = int(jnp.shape(p.w_h)[0]), int(jnp.shape(p.w_x)[0])
+      if got_h != H:
+        raise base.InputError(f"params{where(k, d)} have hidden size {got_h}, the first layer's {H}; torch needs one")
+      if got_in != expected_in:
+        raise base.InputError(
+          f"params{where(k, d)}.w_x has input size {got_in}, expected {expected_in}"
+          + ("" if D == 1 else f" (layer {k - 1}'s two directions concatenated, merge='concat')")
+        )
+  bias = any(p.b is not None or getattr(p, "b_hn", None) is not None for ps in directions for p in ps)
+  dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}.get(
+    jnp.dtype(jax_dtype).name, torch.float32
+  )
+
+  cls_name = _TORCH_CLASSES[kind][1 if cell_module else 0]
+  kwargs: dict[str, Any] = {"bias": bias}
+  if kind == "elman":
+    kwargs["nonlinearity"] = nonlinearity
+  if not cell_module:
+    kwargs.update(num_layers=len(directions), bidirectional=D == 2, batch_first=batch_first, dropout=float(dropout))
+  module = getattr(torch.nn, cls_name)(input_size, H, dtype=dtype, **kwargs)
+  with torch.no_grad():
+    for k, ps in enumerate(directions):
+      for d, p in enumerate(ps):
+        tail = "" if cell_module else f"_l{k}" + ("_reverse" if d == 1 else "")
+        for name, value in _torch_tensors(p, kind, torch, dtype).items():
+          if name.startswith("bias") and not bias:
+            continue
+          getattr(module, name + tail).copy_(value)
+  return module
 
 
 def _is_leaf_carry(c: Any) -> bool:
