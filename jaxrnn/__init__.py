@@ -32,6 +32,7 @@ from jaxrnn._src.layers import last_step as last_step
 from jaxrnn._src.layers import output_size as output_size
 from jaxrnn._src.layers import rnn as rnn
 from jaxrnn._src.layers import stacked as stacked
+from jaxrnn._src.layers import with_recurrent_mask as with_recurrent_mask
 from jaxrnn._src.lstm1997 import LSTM1997Carry as LSTM1997Carry
 from jaxrnn._src.lstm1997 import LSTM1997Params as LSTM1997Params
 from jaxrnn._src.lstm1997 import lstm1997 as lstm1997

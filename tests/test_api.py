@@ -50,6 +50,7 @@ PUBLIC = {
   "dense",
   "DenseParams",
   "dropout",
+  "with_recurrent_mask",
   "last_step",
   "broadcast_carry",
   "output_size",

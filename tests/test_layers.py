@@ -283,3 +283,124 @@ def test_composition_under_jit_grad_and_vmap():
   with_dropout = jit_predict(params, XS, LENGTHS, jax.random.key(21))
   np.testing.assert_array_equal(jit_predict(params, XS, LENGTHS, jax.random.key(21)), with_dropout)
   assert not np.allclose(with_dropout, batched)
+
+
+# ----------------------------------------------------------------------------
+# Recurrent dropout. Reference: a mask m on h inside the recurrent products, (h * m) @ w_h, is the unmasked cell
+# with w_h's rows scaled by m, h @ (m[:, None] * w_h), in every gate, and the state's own update reads h
+# unmasked in both; so each sequence run alone with its own scaled w_h is an independent reference.
+
+RECURRENT_CELLS = {
+  "elman_relu": jaxrnn.elman(4, nonlinearity="relu"),
+  "gru": jaxrnn.gru(4),
+  "gru_reset_before": jaxrnn.gru(4, reset_after=False),
+  "mgu": jaxrnn.mgu(4),
+  "lstm": jaxrnn.lstm(4),
+  "lstm_peepholes_layer_norm": jaxrnn.lstm(4, peepholes=True, layer_norm=True),
+  "time_decay_gru": jaxrnn.time_decay(jaxrnn.gru(4)),
+}
+
+
+def _scaled_w_h(params, m):
+  if isinstance(params, jaxrnn.TimeDecayParams):
+    return params._replace(cell=_scaled_w_h(params.cell, m))
+  return params._replace(w_h=m[:, None] * params.w_h)
+
+
+@pytest.mark.parametrize("name", RECURRENT_CELLS)
+def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
+  cell = RECURRENT_CELLS[name]
+  xs = XS if name != "time_decay_gru" else jnp.concatenate([XS, jnp.abs(XS[..., :1])], axis=-1)
+  params = cell.init(jax.random.key(1), xs.shape[-1])
+  mask = jaxrnn.dropout(jax.random.key(2), jnp.ones((B, 4)), 0.5)
+  assert 0 < int(jnp.sum(mask == 0)) < mask.size  # some units dropped, some kept
+
+  def masked(params, xs):
+    return run(jaxrnn.with_recurrent_mask(cell, mask), params, xs, lengths=LENGTHS)
+
+  carry, ys = jax.jit(masked)(params, xs)
+  for b in range(B):
+    want_carry, want_ys = run(cell, _scaled_w_h(params, mask[b]), xs[:, b : b + 1], lengths=LENGTHS[b : b + 1])
+    chex.assert_trees_all_close(jax.tree.map(lambda a, b=b: a[b : b + 1], carry), want_carry, **TOL)
+    np.testing.assert_allclose(ys[:, b : b + 1], want_ys, **TOL)
+
+  # Gradients: by the chain rule, d/dw_h of the masked cell is m[:, None] times d/dw_h' of the scaled one (one
+  # mask for the batch, shape (H,), so that one scaled w_h' serves every sequence).
+  m = mask[0]
+
+  def loss_masked(params):
+    return jnp.sum(run(jaxrnn.with_recurrent_mask(cell, m), params, xs)[1] ** 2)
+
+  def loss_scaled(params):
+    return jnp.sum(run(cell, _scaled_w_h(params, m), xs)[1] ** 2)
+
+  g_masked = jax.grad(loss_masked)(params)
+  g_scaled = jax.grad(loss_scaled)(params)  # already through _scaled_w_h: d/dw_h = m[:, None] * d/dw_h'
+  chex.assert_trees_all_close(g_masked, g_scaled, rtol=1e-4, atol=1e-6)
+
+
+def test_rnn_recurrent_dropout_draws_one_mask_per_sequence_from_the_key():
+  cell = jaxrnn.lstm(4)
+  params = cell.init(jax.random.key(1), I)
+  layer = jaxrnn.rnn(cell, recurrent_dropout=0.5)
+  key = jax.random.key(3)
+  carry, ys = jit_apply(layer)(params, XS, lengths=LENGTHS, key=key)
+  # The documented mask: dropout(key, ones((*batch, H)), rate).
+  mask = jaxrnn.dropout(key, jnp.ones((B, 4)), 0.5)
+  chex.assert_trees_all_close(
+    (carry, ys), run(jaxrnn.with_recurrent_mask(cell, mask), params, XS, lengths=LENGTHS), **TOL
+  )
+  # It changes the outputs; without a key the layer is the plain cell (inference).
+  assert not np.allclose(ys, run(cell, params, XS, lengths=LENGTHS)[1], **TOL)
+  chex.assert_trees_all_close(
+    jit_apply(layer)(params, XS, lengths=LENGTHS), run(cell, params, XS, lengths=LENGTHS), **TOL
+  )
+  # Over many sequences about `rate` of the units are dropped, each kept one scaled by 1 / (1 - rate).
+  wide = jaxrnn.dropout(jax.random.key(4), jnp.ones((2000, 4)), 0.3)
+  np.testing.assert_allclose(np.unique(np.asarray(wide)), [0.0, 1 / 0.7], rtol=1e-6)
+  assert abs(float(jnp.mean(wide == 0)) - 0.3) < 0.02  # 8000 draws: 4 standard deviations is 0.02
+
+
+def test_recurrent_dropout_composes_in_stacked_and_bidirectional():
+  cell = jaxrnn.gru(3)
+  net = jaxrnn.stacked(
+    jaxrnn.bidirectional(
+      jaxrnn.rnn(cell, recurrent_dropout=0.4), jaxrnn.rnn(cell, reverse=True, recurrent_dropout=0.4)
+    ),
+    jaxrnn.rnn(jaxrnn.lstm(2), recurrent_dropout=0.4),
+  )
+  params = net.init(jax.random.key(5), I)
+  apply = jit_apply(net)
+  _, ys = apply(params, XS, lengths=LENGTHS)
+  _, ys_again = apply(params, XS, lengths=LENGTHS)
+  np.testing.assert_array_equal(ys, ys_again)  # deterministic without a key
+  _, ys_key = apply(params, XS, lengths=LENGTHS, key=jax.random.key(6))
+  assert ys_key.shape == ys.shape and not np.allclose(ys_key, ys, **TOL)
+  np.testing.assert_array_equal(ys_key[2:, 1], 0.0)  # padding stays zero
+  grads = jax.grad(lambda p: jnp.sum(apply(p, XS, lengths=LENGTHS, key=jax.random.key(6))[1] ** 2))(params)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_recurrent_dropout_errors():
+  with pytest.raises(ValueError, match=r"recurrent_dropout must be in \[0, 1\), got 1\.0"):
+    jaxrnn.rnn(jaxrnn.gru(3), recurrent_dropout=1.0)
+  for cell in (jaxrnn.lstm1997(2, 1), jaxrnn.grud(3, 2, x_mean=jnp.zeros(2))):
+    with pytest.raises(ValueError, match="recurrent dropout needs a cell whose apply takes recurrent_mask="):
+      jaxrnn.rnn(cell, recurrent_dropout=0.1)
+    with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
+      jaxrnn.with_recurrent_mask(cell, jnp.ones(3))
+  jaxrnn.rnn(jaxrnn.lstm1997(2, 1))  # rate 0 needs nothing of the cell
+  with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
+    jaxrnn.with_recurrent_mask(jaxrnn.time_decay(jaxrnn.lstm1997(2, 1)), jnp.ones(2))
+  cell = jaxrnn.lstm(4)
+  params = cell.init(jax.random.key(0), I)
+  with pytest.raises(
+    ValueError, match=r"recurrent_mask has shape \(3, 5\), expected one that broadcasts to .* \(3, 4\)"
+  ):
+    jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones((3, 5))), params, XS)
+  with pytest.raises(TypeError, match="recurrent_mask must be a floating array, got bool"):
+    jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones((3, 4), bool)), params, XS)
+  with pytest.raises(TypeError, match="cell must be a jaxrnn.Cell"):
+    jaxrnn.with_recurrent_mask(jaxrnn.dense(3), jnp.ones(3))
+  with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a fast-path kernel.*with_recurrent_mask"):
+    jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones(4)), params, XS, impl="fused")

@@ -31,6 +31,31 @@ def _with_fast_path(apply_fn: Any, kind: str, **options: Any) -> Any:
   return apply_fn
 
 
+def _with_recurrent_mask(apply_fn: Any) -> Any:
+  """``apply_fn``, marked as taking ``recurrent_mask=`` (see :func:`jaxrnn.with_recurrent_mask`)."""
+  apply_fn._jaxrnn_recurrent_mask = True
+  return apply_fn
+
+
+def _recurrent_source(h: Array, recurrent_mask: Array | None) -> Array:
+  """``h`` as the recurrent products read it: times ``recurrent_mask`` (recurrent dropout) when given."""
+  if recurrent_mask is None:
+    return h
+  m = recurrent_mask
+  if not hasattr(m, "shape") or not jnp.issubdtype(jnp.result_type(m), jnp.floating):
+    raise base.InputTypeError(f"recurrent_mask must be a floating array, got {getattr(m, 'dtype', type(m).__name__)}")
+  try:
+    fits = jnp.broadcast_shapes(tuple(m.shape), tuple(h.shape)) == tuple(h.shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise base.InputError(
+      f"recurrent_mask has shape {tuple(m.shape)}, expected one that broadcasts to the hidden state's "
+      f"{tuple(h.shape)}: (*batch, H) or (H,)"
+    )
+  return h * _bcast(m.astype(h.dtype), h)
+
+
 def _zeros_carry(hidden_size: int, batch_shape: Any, dtype: Any) -> Array:
   batch_shape = base.check_batch_shape(batch_shape)
   dtype = base.check_floating_dtype("dtype", dtype)
@@ -114,16 +139,20 @@ def elman(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(hidden_size, batch_shape, dtype)
 
-  def apply_fn(params: ElmanParams, carry: Array, x: Array) -> tuple[Array, Array]:
+  def apply_fn(
+    params: ElmanParams, carry: Array, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[Array, Array]:
     base.check_step(params, carry, x, params_type=ElmanParams, spec=params_spec, initial_carry=initial_carry_fn)
-    z = x @ params.w_x + carry @ params.w_h
+    z = x @ params.w_x + _recurrent_source(carry, recurrent_mask) @ params.w_h
     if params.b is not None:
       z = z + _bcast(params.b, z)
     h = act(z)
     return h, h
 
   return base.Cell(
-    init_fn, initial_carry_fn, _with_fast_path(apply_fn, "elman", hidden_size=hidden_size, nonlinearity=nonlinearity)
+    init_fn,
+    initial_carry_fn,
+    _with_fast_path(_with_recurrent_mask(apply_fn), "elman", hidden_size=hidden_size, nonlinearity=nonlinearity),
   )
 
 
@@ -217,14 +246,17 @@ def gru(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(H, batch_shape, dtype)
 
-  def apply_fn(params: GRUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+  def apply_fn(
+    params: GRUParams, carry: Array, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[Array, Array]:
     base.check_step(params, carry, x, params_type=GRUParams, spec=params_spec, initial_carry=initial_carry_fn)
     h = carry
+    hm = _recurrent_source(h, recurrent_mask)  # the products read it; the update below reads h
     gx = x @ params.w_x
     if params.b is not None:
       gx = gx + _bcast(params.b, gx)
     if reset_after:
-      gh = h @ params.w_h
+      gh = hm @ params.w_h
       r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
       z = jax.nn.sigmoid(gx[..., H : 2 * H] + gh[..., H : 2 * H])
       hn = gh[..., 2 * H :]
@@ -232,14 +264,15 @@ def gru(
         hn = hn + _bcast(params.b_hn, hn)
       n = jnp.tanh(gx[..., 2 * H :] + r * hn)
     else:
-      gh = h @ params.w_h[:, : 2 * H]
+      gh = hm @ params.w_h[:, : 2 * H]
       r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
       z = jax.nn.sigmoid(gx[..., H : 2 * H] + gh[..., H:])
-      n = jnp.tanh(gx[..., 2 * H :] + (r * h) @ params.w_h[:, 2 * H :])
+      n = jnp.tanh(gx[..., 2 * H :] + (r * hm) @ params.w_h[:, 2 * H :])
     h = (1.0 - z) * n + z * h
     return h, h
 
-  return base.Cell(init_fn, initial_carry_fn, _with_fast_path(apply_fn, "gru", hidden_size=H, reset_after=reset_after))
+  fast = _with_fast_path(_with_recurrent_mask(apply_fn), "gru", hidden_size=H, reset_after=reset_after)
+  return base.Cell(init_fn, initial_carry_fn, fast)
 
 
 # ----------------------------------------------------------------------------
@@ -320,13 +353,15 @@ def mgu(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Array:
     return _zeros_carry(H, batch_shape, dtype)
 
-  def apply_fn(params: MGUParams, carry: Array, x: Array) -> tuple[Array, Array]:
+  def apply_fn(
+    params: MGUParams, carry: Array, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[Array, Array]:
     base.check_step(params, carry, x, params_type=MGUParams, spec=params_spec, initial_carry=initial_carry_fn)
     h = carry
     gx = x @ params.w_x
     if params.b is not None:
       gx = gx + _bcast(params.b, gx)
-    gh = h @ params.w_h
+    gh = _recurrent_source(h, recurrent_mask) @ params.w_h  # the update below reads h itself
     f = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
     hn = gh[..., H:]
     if reset_gate:
@@ -337,7 +372,8 @@ def mgu(
     h = (1.0 - f) * n + f * h
     return h, h
 
-  return base.Cell(init_fn, initial_carry_fn, _with_fast_path(apply_fn, "mgu", hidden_size=H, reset_gate=reset_gate))
+  fast = _with_fast_path(_with_recurrent_mask(apply_fn), "mgu", hidden_size=H, reset_gate=reset_gate)
+  return base.Cell(init_fn, initial_carry_fn, fast)
 
 
 # ----------------------------------------------------------------------------
@@ -497,14 +533,17 @@ def lstm(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> LSTMCarry:
     return LSTMCarry(_zeros_carry(H, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
 
-  def apply_fn(params: LSTMParams, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+  def apply_fn(
+    params: LSTMParams, carry: LSTMCarry, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[LSTMCarry, Array]:
     base.check_step(params, carry, x, params_type=LSTMParams, spec=params_spec, initial_carry=initial_carry_fn)
     h, c = carry
+    hm = _recurrent_source(h, recurrent_mask)
     n = params.norm
     if n is None:
-      z = x @ params.w_x + h @ params.w_h
+      z = x @ params.w_x + hm @ params.w_h
     else:
-      z = _layer_norm(x @ params.w_x, n.x, norm_eps) + _layer_norm(h @ params.w_h, n.h, norm_eps)
+      z = _layer_norm(x @ params.w_x, n.x, norm_eps) + _layer_norm(hm @ params.w_h, n.h, norm_eps)
     if params.b is not None:
       z = z + _bcast(params.b, z)
     parts = dict(zip(gates, jnp.split(z, G, axis=-1)))
@@ -522,6 +561,7 @@ def lstm(
     h = jax.nn.sigmoid(zo) * jnp.tanh(c if n is None else _layer_norm(c, n.c, norm_eps))
     return LSTMCarry(h, c), h
 
+  apply_fn = _with_recurrent_mask(apply_fn)
   if layer_norm and peepholes:  # the fast path's normalised kernel has no peepholes
     return base.Cell(init_fn, initial_carry_fn, apply_fn)
   if layer_norm:

@@ -82,7 +82,9 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> Any:
     return cell.initial_carry(batch_shape, dtype)
 
-  def apply_fn(params: TimeDecayParams, carry: Any, x: Array) -> tuple[Any, Array]:
+  def apply_fn(
+    params: TimeDecayParams, carry: Any, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[Any, Array]:
     base.check_params_type(params, TimeDecayParams)
     if not hasattr(x, "ndim") or x.ndim < 1 or x.shape[-1] < 2:
       raise base.InputError(
@@ -91,8 +93,11 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
     dt = x[..., -1:]
     inner_x = x if delta_as_input else x[..., :-1]
     carry = jax.tree.map(lambda c, a: jnp.exp(-jax.nn.softplus(_bcast(a, c)) * dt) * c, carry, params.rate)
-    return cell.apply(params.cell, carry, inner_x)
+    extra = {} if recurrent_mask is None else {"recurrent_mask": recurrent_mask}  # the decayed state, masked
+    return cell.apply(params.cell, carry, inner_x, **extra)
 
+  if getattr(cell.apply, "_jaxrnn_recurrent_mask", False):
+    apply_fn._jaxrnn_recurrent_mask = True  # type: ignore[attr-defined]
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 

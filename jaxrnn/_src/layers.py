@@ -85,7 +85,66 @@ def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tupl
   return layer.apply(params, xs, carry, lengths=lengths, key=key, time_major=True, **extra)
 
 
-def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool | None = None, time_major: bool = True) -> Layer:
+def _check_recurrent_mask_support(cell: base.Cell) -> None:
+  if not getattr(cell.apply, "_jaxrnn_recurrent_mask", False):
+    raise base.InputError(
+      "recurrent dropout needs a cell whose apply takes recurrent_mask=: jaxrnn's elman, gru, mgu and lstm "
+      f"(and time_decay of them); got a cell whose apply is {getattr(cell.apply, '__qualname__', cell.apply)!r}"
+    )
+
+
+def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
+  """``cell`` with its recurrent products reading ``h * mask``: recurrent dropout with a given mask.
+
+  Recurrent dropout (Gal & Ghahramani 2016; Keras's ``recurrent_dropout``)
+  drops units of the hidden state ``h`` where it enters the recurrent
+  products (``h @ w_h``, every gate), with one mask per sequence reused at
+  every step. The state itself is not dropped: the GRU's and MGU's update
+  ``z * h`` and the LSTM's cell state read it whole. Draw the mask with
+  :func:`dropout`, e.g. ``dropout(key, jnp.ones((*batch, H)), rate)`` (zeros
+  and ``1 / (1 - rate)``); :func:`rnn`'s ``recurrent_dropout`` does this
+  when its ``apply`` gets a ``key``.
+
+  The returned cell runs on the plain scan of :func:`jaxrnn.unroll`, not the
+  fast path (as Keras leaves cuDNN when ``recurrent_dropout > 0``).
+
+  Args:
+    cell: a jaxrnn ``elman``, ``gru``, ``mgu`` or ``lstm`` cell (any options),
+      or :func:`jaxrnn.time_decay` of one.
+    mask: ``(*batch, H)`` or ``(H,)``, floating, broadcast against ``h``.
+
+  Returns:
+    A :class:`jaxrnn.Cell` with the same params and carry.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> cell = jaxrnn.lstm(8)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> mask = jaxrnn.dropout(jax.random.key(1), jnp.ones((4, 8)), 0.25)   # one mask per sequence
+    >>> carry, ys = jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, mask), params, jnp.ones((10, 4, 3)))
+    >>> ys.shape
+    (10, 4, 8)
+  """
+  if not isinstance(cell, base.Cell):
+    raise base.InputTypeError(f"cell must be a jaxrnn.Cell, got {type(cell).__name__}")
+  _check_recurrent_mask_support(cell)
+
+  inner: Any = cell.apply  # the Cell protocol's apply has no recurrent_mask; these cells' do (checked above)
+
+  def apply_fn(params: base.Params, carry: base.Carry, x: Array) -> tuple[base.Carry, Array]:
+    return inner(params, carry, x, recurrent_mask=mask)
+
+  return base.Cell(cell.init, cell.initial_carry, apply_fn)
+
+
+def rnn(
+  cell: base.Cell,
+  *,
+  reverse: bool = False,
+  unroll: int | bool | None = None,
+  time_major: bool = True,
+  recurrent_dropout: float = 0.0,
+) -> Layer:
   """The layer that unrolls ``cell`` over a sequence (see :func:`jaxrnn.unroll`).
 
   Args:
@@ -93,16 +152,35 @@ def rnn(cell: base.Cell, *, reverse: bool = False, unroll: int | bool | None = N
     reverse: process sequences from their last valid step to their first.
     unroll: steps per scan iteration (None: by backend, see :func:`jaxrnn.unroll`).
     time_major: the default layout of ``xs``.
+    recurrent_dropout: drop probability of the hidden state's units where
+      they enter the recurrent products, one mask per sequence
+      (:func:`with_recurrent_mask`, Keras's ``recurrent_dropout``); used only
+      when ``apply`` gets a ``key``, which then runs the plain scan.
 
   Returns:
     A :class:`Layer` whose params and carry are the cell's.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jaxrnn
+    >>> layer = jaxrnn.rnn(jaxrnn.gru(8), recurrent_dropout=0.25)
+    >>> params = layer.init(jax.random.key(0), 3)
+    >>> carry, ys = layer.apply(params, jnp.ones((10, 4, 3)), key=jax.random.key(1))   # training
+    >>> carry, ys = layer.apply(params, jnp.ones((10, 4, 3)))                           # inference
   """
   if not isinstance(cell, base.Cell):
     raise base.InputTypeError(f"cell must be a jaxrnn.Cell, got {type(cell).__name__}")
+  if not 0.0 <= recurrent_dropout < 1.0:
+    raise base.InputError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
+  if recurrent_dropout > 0.0:
+    _check_recurrent_mask_support(cell)
 
   def apply_tm(params, xs, carry, *, lengths, mask, key):
-    del key  # a single cell has no dropout
-    return unroll_lib.unroll(cell, params, xs, carry, lengths=lengths, mask=mask, reverse=reverse, unroll=unroll)
+    run_cell = cell
+    if key is not None and recurrent_dropout > 0.0:
+      hidden = jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))[0].shape[-1]
+      ones = jnp.ones(tuple(xs.shape[1:-1]) + (hidden,), xs.dtype)
+      run_cell = with_recurrent_mask(cell, dropout(key, ones, recurrent_dropout))
+    return unroll_lib.unroll(run_cell, params, xs, carry, lengths=lengths, mask=mask, reverse=reverse, unroll=unroll)
 
   return Layer(cell.init, cell.initial_carry, _time_major_wrapper(apply_tm, time_major))
 

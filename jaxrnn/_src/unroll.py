@@ -253,7 +253,11 @@ def unroll(
         ys = jnp.moveaxis(ys, 0, -2)
       return carry, ys
     if impl == "fused":
-      raise base.InputError("impl='fused' needs a cell made by jaxrnn's factories (and a non-empty batch and time)")
+      raise base.InputError(
+        "impl='fused' needs a cell with a fast-path kernel: jaxrnn's elman, gru, mgu or lstm as their factories "
+        "make them (not wrapped, e.g. by with_recurrent_mask; lstm with layer_norm and peepholes has none), and a "
+        "non-empty batch and time"
+      )
 
   apply = functools.partial(cell.apply, params)
 
