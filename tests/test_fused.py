@@ -129,6 +129,52 @@ def test_every_option_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
 
 
+# Recurrent dropout: the fast path's kernels read h * m in every recurrent product; the reference is the plain scan
+# of the cells' own apply with recurrent_mask.
+RECURRENT_MASK = jnp.asarray((np.random.default_rng(5).random((B, H)) > 0.4) / 0.6, jnp.float32)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_recurrent_mask_equals_reference(name):
+  cell = jaxrnn.with_recurrent_mask(CELLS[name], RECURRENT_MASK)
+  assert fused.fused_spec(cell) is not None
+  compare(cell, OPTIONS["truncate_lengths_reverse"])
+
+
+@pytest.mark.parametrize("option", ["remat_sqrt_reverse_lengths", "batch_major_unroll"])
+def test_recurrent_mask_with_other_options(option):
+  compare(jaxrnn.with_recurrent_mask(CELLS["lstm"], RECURRENT_MASK[0]), OPTIONS[option])  # one (H,) mask
+
+
+def test_recurrent_mask_per_trial_under_vmap_forward_mode_and_step_mask():
+  cell = CELLS["gru_reset_before"]
+  params, xs, carry = inputs(cell)
+  trials = 3
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *(random_tree(params, s) for s in range(trials)))
+  masks = jnp.asarray((np.random.default_rng(6).random((trials, B, H)) > 0.5) * 2.0, jnp.float32)
+  step_mask = jnp.asarray(np.random.default_rng(7).random((T, B)) < 0.7)
+
+  def grads(impl):
+    def one(p, m):
+      return jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, m), p, xs, carry, impl=impl, mask=step_mask)[1]
+
+    w = jnp.sin(jnp.arange(trials * T * B * H, dtype=jnp.float32)).reshape(trials, T, B, H)
+    return jax.jit(jax.grad(lambda p: jnp.sum(w * jax.vmap(one)(p, masks))))(stacked)
+
+  assert rel_err(grads("fused"), grads("reference")) <= GRAD_TOL
+
+  def jvp(impl):
+    masked = jaxrnn.with_recurrent_mask(CELLS["lstm_layer_norm"], RECURRENT_MASK)
+    p, x, c = inputs(CELLS["lstm_layer_norm"])
+
+    def f(p):
+      return jaxrnn.unroll(masked, p, x, c, impl=impl)
+
+    return jax.jit(lambda p, t: jax.jvp(f, (p,), (t,)))(p, random_tree(p, 11))
+
+  assert rel_err(jvp("fused"), jvp("reference")) <= GRAD_TOL
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=["unbatched", "two_batch_axes"])
 def test_batch_shapes(batch_shape):
   compare(CELLS["lstm_peepholes"], {}, batch_shape=batch_shape)

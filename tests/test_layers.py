@@ -402,5 +402,9 @@ def test_recurrent_dropout_errors():
     jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones((3, 4), bool)), params, XS)
   with pytest.raises(TypeError, match="cell must be a jaxrnn.Cell"):
     jaxrnn.with_recurrent_mask(jaxrnn.dense(3), jnp.ones(3))
-  with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a fast-path kernel.*with_recurrent_mask"):
-    jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones(4)), params, XS, impl="fused")
+  decayed = jaxrnn.time_decay(cell)
+  xs_dt = jnp.concatenate([XS, jnp.ones_like(XS[..., :1])], axis=-1)
+  with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a fast-path kernel"):
+    jaxrnn.unroll(
+      jaxrnn.with_recurrent_mask(decayed, jnp.ones(4)), decayed.init(jax.random.key(0), I), xs_dt, impl="fused"
+    )

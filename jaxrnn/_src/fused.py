@@ -51,6 +51,7 @@ Params = Any
 Carry = Any
 
 SAVED = "jaxrnn_fused_saved"  # the checkpoint name of the values kept for the backward pass
+RECURRENT_MASK_ATTR = "_jaxrnn_recurrent_mask_value"  # on a with_recurrent_mask cell's apply: its mask
 CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk
 
 
@@ -59,18 +60,21 @@ class Kernel(NamedTuple):
 
   Attributes:
     project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
-    step: ``(params, carry, x_t) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
+    step: ``(params, carry, x_t, m) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
       the derivative (every cell here outputs ``y = h``).
-    knowns: ``(params, carry_in, saved) -> (h_prev, knowns)`` from the saved values of a chunk's
+    knowns: ``(params, carry_in, saved, m) -> (h_prev, knowns)`` from the saved values of a chunk's
       steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of the
       step's tangent, computed with vectorised elementwise operations only.
-    lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns) -> lin``: the tangent terms that are
+    lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns, m) -> lin``: the tangent terms that are
       matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
       ``(K, B, ...)``; tangents may be ``SymbolicZero``.
-    tangent: ``(params, dparams, knowns_t, dcarry, lin_t, w_hT) -> dcarry``, the sequential part of one
+    tangent: ``(params, dparams, knowns_t, dcarry, lin_t, w_hT, m) -> dcarry``, the sequential part of one
       step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
       (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
     h_of: ``carry -> y``, the step's output as a function of its carry.
+
+  ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
+  tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
   """
 
   project: Callable[..., Array]
@@ -114,6 +118,14 @@ def _mm(a: Array, w: Any) -> Array | None:
 def _project(w_x: Array, b: Array | None, x: Array) -> Array:
   z = x @ w_x
   return z if b is None else z + _row(b)
+
+
+def _masked(h: Array, m: Array | None) -> Array:
+  """``h`` (or its tangent) as the recurrent products read it: ``h * m``, ``m: (B, H)`` constant over time,
+  broadcast over the steps of ``h: (K, B, H)``; ``h`` itself without a mask."""
+  if m is None:
+    return h
+  return h * (m if h.ndim == m.ndim else m.reshape((1,) * (h.ndim - m.ndim) + m.shape))
 
 
 def _xh(p: Any, x: Array, h: Array) -> Array:
@@ -167,21 +179,21 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def project(p, x):
     return _project(p.w_x, p.b, x)
 
-  def step(p, h, x):
-    z = _xh(p, x, h)
+  def step(p, h, x, m):
+    z = _xh(p, x, _masked(h, m))
     h = jax.nn.relu(z) if relu else jnp.tanh(z)
     return h, h, (h,)
 
-  def knowns(p, h0, saved):
+  def knowns(p, h0, saved, m):
     (h,) = saved
     d = (h > 0).astype(h.dtype) if relu else 1.0 - h * h
     return _shift(h, h0), (d,)
 
-  def lin(p, dp, x, dx, h_prev, kn):
-    return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
+  def lin(p, dp, x, dx, h_prev, kn, m):
+    return _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
 
-  def tangent(p, dp, kn, dh, lin_t, wt):
-    return _add(lin_t, _rec(dh, wt)) * kn[0]
+  def tangent(p, dp, kn, dh, lin_t, wt, m):
+    return _add(lin_t, _rec(_masked(dh, m), wt)) * kn[0]
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
 
@@ -196,10 +208,11 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
   def project(p, x):
     return _project(p.w_x, p.b, x)
 
-  def step(p, h, x):
+  def step(p, h, x, m):
     gx = _project(p.w_x, p.b, x)
+    hm = _masked(h, m)  # the products read it; the update below reads h
     if reset_after:
-      gh = h @ p.w_h
+      gh = hm @ p.w_h
       rz = _sigmoid(gx[:, : 2 * H] + gh[:, : 2 * H])
       hn = gh[:, 2 * H :]
       if p.b_hn is not None:
@@ -208,13 +221,13 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       n = jnp.tanh(gx[:, 2 * H :] + r * hn)
       h = (1.0 - z) * n + z * h
       return h, h, (rz, n, hn, h)
-    rz = _sigmoid(gx[:, : 2 * H] + h @ p.w_h[:, : 2 * H])
+    rz = _sigmoid(gx[:, : 2 * H] + hm @ p.w_h[:, : 2 * H])
     r, z = rz[:, :H], rz[:, H:]
-    n = jnp.tanh(gx[:, 2 * H :] + (r * h) @ p.w_h[:, 2 * H :])
+    n = jnp.tanh(gx[:, 2 * H :] + (r * hm) @ p.w_h[:, 2 * H :])
     h = (1.0 - z) * n + z * h
     return h, h, (rz, n, h)
 
-  def knowns(p, h0, saved):
+  def knowns(p, h0, saved, m):
     rz, n, h = saved[0], saved[1], saved[-1]
     h_prev = _shift(h, h0)
     r, z = rz[..., :H], rz[..., H:]
@@ -228,30 +241,31 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       return h_prev, (q, rr, z)
     return h_prev, (drz_f, r, z, 1.0 - z, dn_f, h_prev - n, h_prev)
 
-  def lin(p, dp, x, dx, h_prev, kn):
+  def lin(p, dp, x, dx, h_prev, kn, m):
     a = _project_tangent(p, dp, x, dx)
     if reset_after:
-      rl = _mm(h_prev, dp.w_h)
+      rl = _mm(_masked(h_prev, m), dp.w_h)
       if p.b_hn is not None and not _zero(dp.b_hn):
         shape = h_prev.shape[:2] + (3 * H,)
         rl = _add(rl, jnp.broadcast_to(jnp.concatenate([jnp.zeros((2 * H,), dp.b_hn.dtype), dp.b_hn]), shape))
       return a, rl
     if _zero(dp.w_h):
       return a, None, None
-    return a, _mm(h_prev, dp.w_h[:, : 2 * H]), _mm(kn[1] * h_prev, dp.w_h[:, 2 * H :])
+    hm = _masked(h_prev, m)
+    return a, _mm(hm, dp.w_h[:, : 2 * H]), _mm(kn[1] * hm, dp.w_h[:, 2 * H :])
 
-  def tangent(p, dp, kn, dh, lin_t, wt):
+  def tangent(p, dp, kn, dh, lin_t, wt, m):
     a = lin_t[0]
     if reset_after:
       # Full-width operations and a sum over gate blocks, whose transpose is a broadcast (slices
       # of tangents would transpose to pads and adds, several fusions per backward step).
       q, rr, z = kn
-      v = _add(a, _add(lin_t[1], _rec(dh, wt)) * rr)
+      v = _add(a, _add(lin_t[1], _rec(_masked(dh, m), wt)) * rr)
       return _block_sum(v * q, 3) + z * dh
     drz_f, r, z, omz, dn_f, hpn, last = kn
-    drz = _add(_blk(a, 0, 2 * H), lin_t[1], _rec(dh, wt[: 2 * H])) * drz_f
-    drh = drz[:, :H] * last + r * dh
-    dn = _add(_blk(a, 2, H), lin_t[2], _rec(drh, wt[2 * H :])) * dn_f
+    drz = _add(_blk(a, 0, 2 * H), lin_t[1], _rec(_masked(dh, m), wt[: 2 * H])) * drz_f
+    drh = drz[:, :H] * last + r * dh  # the tangent of r * h; the product reads it masked
+    dn = _add(_blk(a, 2, H), lin_t[2], _rec(_masked(drh, m), wt[2 * H :])) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
   return Kernel(project, step, knowns, lin, tangent, lambda h: h)
@@ -267,9 +281,9 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
   def project(p, x):
     return _project(p.w_x, p.b, x)
 
-  def step(p, h, x):
+  def step(p, h, x, m):
     gx = _project(p.w_x, p.b, x)
-    gh = h @ p.w_h
+    gh = _masked(h, m) @ p.w_h  # the update below reads h itself
     f = _sigmoid(gx[:, :H] + gh[:, :H])
     hn = gh[:, H:]
     if reset_gate:
@@ -281,7 +295,7 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     h = (1.0 - f) * n + f * h
     return h, h, (f, n, hn, h)
 
-  def knowns(p, h0, saved):
+  def knowns(p, h0, saved, m):
     f, n, hn, h = saved
     h_prev = _shift(h, h0)
     df_f, n_omf = f - f * f, (1.0 - n * n) * (1.0 - f)
@@ -294,16 +308,16 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
       ff = None
     return h_prev, (q, ff, f)
 
-  def lin(p, dp, x, dx, h_prev, kn):
-    rl = _mm(h_prev, dp.w_h)
+  def lin(p, dp, x, dx, h_prev, kn, m):
+    rl = _mm(_masked(h_prev, m), dp.w_h)
     if reset_gate and p.b_hn is not None and not _zero(dp.b_hn):
       shape = h_prev.shape[:2] + (2 * H,)
       rl = _add(rl, jnp.broadcast_to(jnp.concatenate([jnp.zeros((H,), dp.b_hn.dtype), dp.b_hn]), shape))
     return _project_tangent(p, dp, x, dx), rl
 
-  def tangent(p, dp, kn, dh, lin_t, wt):
+  def tangent(p, dp, kn, dh, lin_t, wt, m):
     q, ff, f = kn
-    dgh = _add(lin_t[1], _rec(dh, wt))
+    dgh = _add(lin_t[1], _rec(_masked(dh, m), wt))
     v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
     return _block_sum(v * q, 2) + f * dh
 
@@ -345,9 +359,9 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
   def project(p, x):
     return _project(p.w_x, p.b, x)
 
-  def step(p, carry, x):
+  def step(p, carry, x, m):
     h, c = carry
-    z = _xh(p, x, h)
+    z = _xh(p, x, _masked(h, m))
     w = p.w_peep
     if w is None:
       s = _sigmoid(z * scale(z.dtype, 2.0))
@@ -368,7 +382,7 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     h = o * jnp.tanh(c)
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved):
+  def knowns(p, carry0, saved, m):
     s, c = saved
     c_prev = _shift(c, carry0.c)
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
@@ -382,12 +396,12 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       kn["c"] = c
     return h_prev, kn
 
-  def lin(p, dp, x, dx, h_prev, kn):
-    return _add(_project_tangent(p, dp, x, dx), _mm(h_prev, dp.w_h))
+  def lin(p, dp, x, dx, h_prev, kn, m):
+    return _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
 
-  def tangent(p, dp, kn, dcarry, lin_t, wt):
+  def tangent(p, dp, kn, dcarry, lin_t, wt, m):
     dh, dc = dcarry
-    du = _add(lin_t, _rec(dh, wt))
+    du = _add(lin_t, _rec(_masked(dh, m), wt))
     w, dw = p.w_peep, dp.w_peep
     if w is None:
       d = du * kn["dact"]
@@ -440,22 +454,24 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     z = ln(x @ p.w_x, p.norm.x)
     return z if p.b is None else z + cells_lib._bcast(p.b, z)
 
-  def step(p, carry, x):
+  def step(p, carry, x, m):
     h, c = carry
-    z = project(p, x) + ln(h @ p.w_h, p.norm.h)
+    z = project(p, x) + ln(_masked(h, m) @ p.w_h, p.norm.h)
     s = _sigmoid(z * scale(z.dtype, 2.0))
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     c = (blk(s, F_) * c + i * (2.0 * sg - 1.0)) if forget_gate else (c + i * (2.0 * sg - 1.0))
     h = o * jnp.tanh(ln(c, p.norm.c))
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved):
+  def knowns(p, carry0, saved, m):
     s, c = saved
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     nc, rc = cells_lib._normalize(c, eps)
     tc = jnp.tanh(cells_lib._affine(nc, p.norm.c))
     h_prev = _shift(o * tc, carry0.h)
-    nh, rh = cells_lib._normalize(_mm(h_prev, p.w_h), eps)  # recomputed a chunk at a time: one large product
+    nh, rh = cells_lib._normalize(
+      _mm(_masked(h_prev, m), p.w_h), eps
+    )  # recomputed a chunk at a time: one large product
     kn = {
       "dact": (s - s * s) * scale(s.dtype, 4.0)[None],
       "g": 2.0 * sg - 1.0,
@@ -472,7 +488,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
       kn["f"] = blk(s, F_)
     return h_prev, kn
 
-  def lin(p, dp, x, dx, h_prev, kn):
+  def lin(p, dp, x, dx, h_prev, kn, m):
     nx, rx = cells_lib._normalize(_mm(x, p.w_x), eps)
     dux = _add(None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x))
     db = None
@@ -480,13 +496,13 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
       db = jnp.broadcast_to(cells_lib._bcast(dp.b, nx), nx.shape)
     return _add(
       _ln_tangent(dux, nx, rx, p.norm.x.scale, dp.norm.x),
-      _ln_tangent(_mm(h_prev, dp.w_h), kn["nh"], kn["rh"], p.norm.h.scale, dp.norm.h),
+      _ln_tangent(_mm(_masked(h_prev, m), dp.w_h), kn["nh"], kn["rh"], p.norm.h.scale, dp.norm.h),
       db,
     )
 
-  def tangent(p, dp, kn, dcarry, lin_t, wt):
+  def tangent(p, dp, kn, dcarry, lin_t, wt, m):
     dh, dc = dcarry
-    h_part = _ln_tangent(_rec(dh, wt), kn["nh"], kn["rh"], p.norm.h.scale)  # dgamma, dbeta: in lin
+    h_part = _ln_tangent(_rec(_masked(dh, m), wt), kn["nh"], kn["rh"], p.norm.h.scale)  # dgamma, dbeta: in lin
     d = _add(lin_t, h_part) * kn["dact"]
     di, dg, do = blk(d, I_), blk(d, G_), blk(d, O_)
     dc = _add(blk(d, F_) * kn["c_prev"] if forget_gate else None, dc * kn["f"] if forget_gate else dc)
@@ -529,7 +545,7 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
+def _run(kernel, p, carry, x, valid, m, *, reverse, unroll=1, save=False):
   """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``."""
   masked = valid is not None
 
@@ -537,7 +553,7 @@ def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
     x_t, v = inp
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
     # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
-    new, y, saved = kernel.step(p, carry, x_t)
+    new, y, saved = kernel.step(p, carry, x_t, m)
     if masked:
       new = _select(v[:, None], new, carry)
     return new, (y, saved if save else None)
@@ -548,24 +564,24 @@ def _run(kernel, p, carry, x, valid, *, reverse, unroll=1, save=False):
   return carry, ys, saved
 
 
-def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, *, reverse, unroll=1):
+def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, *, reverse, unroll=1):
   """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration."""
-  carry, ys, saved = _run(kernel, p, carry0, x, valid, reverse=reverse, unroll=unroll, save=True)
+  carry, ys, saved = _run(kernel, p, carry0, x, valid, m, reverse=reverse, unroll=unroll, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
   saved = checkpoint_name(saved, SAVED)
   if reverse:  # the factors are built in processing order
     saved = jax.tree.map(lambda a: a[::-1], saved)
-  h_prev, kn = kernel.knowns(p, carry0, saved)
+  h_prev, kn = kernel.knowns(p, carry0, saved, m)
   if reverse:
     h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
-  lin = kernel.lin(p, dp, x, dx, h_prev, kn)
+  lin = kernel.lin(p, dp, x, dx, h_prev, kn, m)
 
   def body(dc, inp):
     kn_t, lin_t, v, cut_t = inp
     dc_in = dc
     if cut_t is not None:
       dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
-    new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt)
+    new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt, m)
     dy = kernel.h_of(new)
     if v is not None:  # padding steps pass the uncut carry through (their outputs are zeroed below)
       new = _select(v[:, None], new, dc)
@@ -636,12 +652,13 @@ def chunk_length(T: int, B: int, H: int) -> int:
   return max(1, min(T, round(CHUNK_ELEMENTS / (B * H))))
 
 
-def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, chunk=None):
+def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, remat, chunk=None):
   """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
 
   ``valid: (T, B)`` bool or None marks the steps within each sequence's
   length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
-  its derivative cut (truncated BPTT). Evaluated without derivatives it is one
+  its derivative cut (truncated BPTT); ``m: (B, H)`` or None is the recurrent-dropout mask, a constant
+  (no derivative flows to it). Evaluated without derivatives it is one
   plain scan; its derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
@@ -649,22 +666,22 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
   K = chunk_length(T, B, H) if chunk is None else min(chunk, T)
 
   @jax.custom_jvp
-  def run(p, carry, xs, valid, cut):
-    carry, ys, _ = _run(kernel, p, carry, xs, valid, reverse=reverse, unroll=unroll)
+  def run(p, carry, xs, valid, cut, m):
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, reverse=reverse, unroll=unroll)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
-    p, carry0, xs, valid, cut = primals
+    p, carry0, xs, valid, cut, m = primals
     dp, dcarry0, dxs = tangents[:3]
     # Symbolic zeros stay symbolic (no products with zero tangents); the others go through the scans.
     dp_leaves, dp_tree = jax.tree.flatten(dp, is_leaf=lambda t: isinstance(t, SymbolicZero))
     live = [not _zero(t) for t in dp_leaves]
     dxs = None if _zero(dxs) else dxs
 
-    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c):
+    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
-      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, reverse=reverse, unroll=unroll)
+      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, reverse=reverse, unroll=unroll)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
     live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
@@ -672,7 +689,7 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
 
     def chunk(state, inp):
       (carry, dcarry), (x, dx, v, c) = state, inp
-      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c)
+      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m)
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
@@ -696,7 +713,7 @@ def sequence(kernel, params, xs, carry, valid, cut, *, reverse, unroll, remat, c
     return _canonical((carry, ys)), _canonical((dcarry, dys))
 
   run.defjvp(run_jvp, symbolic_zeros=True)
-  return run(params, carry, xs, valid, cut)
+  return run(params, carry, xs, valid, cut, m)
 
 
 def fused_spec(cell: Any) -> Any:
@@ -744,6 +761,10 @@ def unroll(
     steps = jnp.arange(T)
     steps = steps[::-1] if reverse else steps  # counted in processing order
     cut = (steps > 0) & (steps % truncate == 0)  # the initial carry keeps its gradient
-  c, ys = sequence(kernel, params, x, c, valid, cut, reverse=reverse, unroll=unroll, remat=remat)
+  m = getattr(cell.apply, RECURRENT_MASK_ATTR, None)  # set by jaxrnn.with_recurrent_mask
+  if m is not None:
+    H = jax.tree.leaves(c)[0].shape[-1]
+    m = jnp.broadcast_to(m, batch_shape + (H,)).reshape(B, H).astype(jax.tree.leaves(c)[0].dtype)
+  c, ys = sequence(kernel, params, x, c, valid, cut, m, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])

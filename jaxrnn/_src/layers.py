@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._src import base
+from jaxrnn._src import base, fused
 from jaxrnn._src import initializers as inits
 from jaxrnn._src import unroll as unroll_lib
 
@@ -105,8 +105,11 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
   and ``1 / (1 - rate)``); :func:`rnn`'s ``recurrent_dropout`` does this
   when its ``apply`` gets a ``key``.
 
-  The returned cell runs on the plain scan of :func:`jaxrnn.unroll`, not the
-  fast path (as Keras leaves cuDNN when ``recurrent_dropout > 0``).
+  The returned cell keeps the fast path of :func:`jaxrnn.unroll`: the inner
+  cell's kernel reads ``h * mask`` in every recurrent product and in its
+  derivative (Keras, by contrast, leaves cuDNN for its generic loop when
+  ``recurrent_dropout > 0``). The mask is a constant: no derivative flows to
+  it.
 
   Args:
     cell: a jaxrnn ``elman``, ``gru``, ``mgu`` or ``lstm`` cell (any options),
@@ -130,10 +133,15 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
   _check_recurrent_mask_support(cell)
 
   inner: Any = cell.apply  # the Cell protocol's apply has no recurrent_mask; these cells' do (checked above)
+  mask = jax.lax.stop_gradient(mask)  # a constant of the step, as a dropout mask is
 
   def apply_fn(params: base.Params, carry: base.Carry, x: Array) -> tuple[base.Carry, Array]:
     return inner(params, carry, x, recurrent_mask=mask)
 
+  spec = fused.fused_spec(cell)
+  if spec is not None:  # the fast path runs the inner cell's kernel with the mask
+    apply_fn._jaxrnn_fused = spec  # type: ignore[attr-defined]
+    setattr(apply_fn, fused.RECURRENT_MASK_ATTR, mask)
   return base.Cell(cell.init, cell.initial_carry, apply_fn)
 
 
@@ -155,7 +163,7 @@ def rnn(
     recurrent_dropout: drop probability of the hidden state's units where
       they enter the recurrent products, one mask per sequence
       (:func:`with_recurrent_mask`, Keras's ``recurrent_dropout``); used only
-      when ``apply`` gets a ``key``, which then runs the plain scan.
+      when ``apply`` gets a ``key``.
 
   Returns:
     A :class:`Layer` whose params and carry are the cell's.

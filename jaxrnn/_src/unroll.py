@@ -255,8 +255,8 @@ def unroll(
     if impl == "fused":
       raise base.InputError(
         "impl='fused' needs a cell with a fast-path kernel: jaxrnn's elman, gru, mgu or lstm as their factories "
-        "make them (not wrapped, e.g. by with_recurrent_mask; lstm with layer_norm and peepholes has none), and a "
-        "non-empty batch and time"
+        "make them (or with_recurrent_mask of one; not wrapped otherwise, e.g. by time_decay; lstm with layer_norm "
+        "and peepholes has none), and a non-empty batch and time"
       )
 
   apply = functools.partial(cell.apply, params)

@@ -1,0 +1,68 @@
+"""What does recurrent dropout cost, on the fast path and on the plain scan?
+
+Usage::
+
+  python -m benchmarks.recurrent_dropout [--cells lstm,gru] [--shapes 64x100x32x128,16x1000x8x64] [--rounds 7]
+
+Recurrent dropout (``jaxrnn.rnn(cell, recurrent_dropout=p)``, or ``jaxrnn.with_recurrent_mask(cell, mask)``)
+multiplies ``h`` by one mask per sequence where it enters the recurrent products. The fast path's kernels do
+that inside their steps; Keras, by contrast, leaves cuDNN for its generic loop when ``recurrent_dropout > 0``.
+This times, in one process with :func:`benchmarks.timing.measure` (interleaved blocks), the training step
+(forward and backward, loss ``mean(ys ** 2)``) and the forward pass of ``jaxrnn.unroll`` without a mask
+(``none``), with a mask of rate 0.25 on the fast path (``fused``) and with the same mask on the plain
+``lax.scan`` of the cell (``reference``, the form a library without such a kernel runs). It first checks that
+the two masked paths agree, then prints medians in milliseconds and each masked time over the unmasked one.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+import jaxrnn
+from benchmarks import models, timing
+
+VARIANTS = ("none", "fused", "reference")
+RATE = 0.25
+
+
+def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+  """Median seconds of ``train <variant>`` and ``infer <variant>``, after checking fused = reference."""
+  cell = models.jaxrnn_cell(cell_name, H)
+  params = cell.init(jax.random.key(0), I)
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  mask = jaxrnn.dropout(jax.random.key(1), jnp.ones((B, H)), RATE)
+  masked = jaxrnn.with_recurrent_mask(cell, mask)
+  variants = {"none": (cell, {}), "fused": (masked, {}), "reference": (masked, {"impl": "reference"})}
+  calls, results = {}, {}
+  for name, (c, kwargs) in variants.items():
+    grad, fwd = models.unroll_step_and_forward(c, **kwargs)
+    results[name] = (fwd(params, xs), grad(params, xs))
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
+  models.assert_agree(results["fused"], results["reference"])
+  return timing.measure(calls, rounds=rounds, block_s=0.25)
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = timing.shape_arguments("recurrent_dropout", __doc__, "64x100x32x128,16x1000x8x64")
+  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
+  args = p.parse_args(argv)
+  print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
+  print(f"load average (1 min): {timing.load_average():.2f}")
+  timing.print_variant_header(("cell", "B,T,I,H"), VARIANTS)
+  for cell_name in args.cells.split(","):
+    for shape in args.shapes.split(","):
+      B, T, I, H = (int(v) for v in shape.split("x"))
+      t = time_shape(cell_name, B, T, I, H, args.rounds)
+      cells = []
+      for m in ("train", "infer"):
+        base = t[f"{m} none"]
+        for v in VARIANTS:
+          ratio = "" if v == "none" else f" ({t[f'{m} {v}'] / base:.2f}x)"
+          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
+      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+  print(f"load average (1 min): {timing.load_average():.2f}")
+
+
+if __name__ == "__main__":
+  main()
