@@ -134,7 +134,10 @@ def test_every_option_equals_reference(name, option):
 RECURRENT_MASK = jnp.asarray((np.random.default_rng(5).random((B, H)) > 0.4) / 0.6, jnp.float32)
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
+# One cell per kernel code path that reads the mask (the other options of a kernel share those lines).
+@pytest.mark.parametrize(
+  "name", ["elman_relu_no_bias", "gru", "gru_reset_before", "mgu", "lstm_peepholes", "lstm_layer_norm"]
+)
 def test_recurrent_mask_equals_reference(name):
   cell = jaxrnn.with_recurrent_mask(CELLS[name], RECURRENT_MASK)
   assert fused.fused_spec(cell) is not None
