@@ -123,8 +123,15 @@ def test_every_cell_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "lstm_layer_norm"])
-@pytest.mark.parametrize("option", sorted(set(OPTIONS) - {"plain", "truncate_lengths_reverse"}))
+# Every option for the LSTM and GRU kernels; the normalised LSTM's kernel for the options that change its chunk
+# structure (its per-step tangent is covered with truncation, lengths and reverse above).
+EVERY_OPTION_CASES = [
+  (n, o) for n in ("lstm", "gru") for o in sorted(set(OPTIONS) - {"plain", "truncate_lengths_reverse"})
+]
+EVERY_OPTION_CASES += [("lstm_layer_norm", o) for o in ("remat_sqrt_reverse_lengths", "batch_major_unroll", "truncate")]
+
+
+@pytest.mark.parametrize(("name", "option"), EVERY_OPTION_CASES, ids=[f"{o}-{n}" for n, o in EVERY_OPTION_CASES])
 def test_every_option_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
 
