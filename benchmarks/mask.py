@@ -42,33 +42,14 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
     "prefix mask": {"mask": jnp.asarray(prefix)},
     "mask with gaps": {"mask": jnp.asarray(gaps)},
   }
-  calls, results = {}, {}
-  for name, kwargs in options.items():
-    grad, fwd = models.unroll_step_and_forward(cell, **kwargs)
-    results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
-  models.assert_agree(results["prefix mask"], results["lengths"])
-  return timing.measure(calls, rounds=rounds, block_s=0.25)
+  variants = {name: (cell, kwargs) for name, kwargs in options.items()}
+  return models.time_unroll_variants(variants, params, xs, agree=("prefix mask", "lengths"), rounds=rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = timing.shape_arguments("mask", __doc__, "64x100x32x128,16x1000x8x64")
-  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
-  args = p.parse_args(argv)
-  print(f"load average (1 min): {timing.load_average():.2f}")
-  timing.print_variant_header(("cell", "B,T,I,H"), VARIANTS)
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, args.rounds)
-      cells = []
-      for m in ("train", "infer"):
-        base = t[f"{m} lengths"]
-        for v in VARIANTS:
-          ratio = "" if v in ("full", "lengths") else f" ({t[f'{m} {v}'] / base:.2f}x)"
-          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
-  print(f"load average (1 min): {timing.load_average():.2f}")
+  timing.variant_table_main(
+    "mask", __doc__, VARIANTS, time_shape, base="lengths", unratioed=("full", "lengths"), argv=argv
+  )
 
 
 if __name__ == "__main__":

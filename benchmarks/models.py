@@ -55,6 +55,28 @@ def blocking_calls(grad: Any, fwd: Any, params: Any, x: jax.Array) -> tuple[Call
   return (lambda: jax.block_until_ready(grad(params, x))), (lambda: fwd(params, x).block_until_ready())
 
 
+def time_unroll_variants(
+  variants: dict[str, tuple[jaxrnn.Cell, dict[str, Any]]],
+  params: Any,
+  xs: jax.Array,
+  *,
+  agree: tuple[str, str],
+  rounds: int,
+) -> dict[str, float]:
+  """Median seconds of ``train <name>`` and ``infer <name>`` of ``jaxrnn.unroll(cell, params, xs, **kwargs)`` for
+  each ``name: (cell, kwargs)``, interleaved in one process, after checking that the two variants named in
+  ``agree`` give the same outputs and gradients."""
+  from benchmarks import timing
+
+  calls, results = {}, {}
+  for name, (cell, kwargs) in variants.items():
+    grad, fwd = unroll_step_and_forward(cell, **kwargs)
+    results[name] = (fwd(params, xs), grad(params, xs))
+    calls[f"train {name}"], calls[f"infer {name}"] = blocking_calls(grad, fwd, params, xs)
+  assert_agree(results[agree[0]], results[agree[1]])
+  return timing.measure(calls, rounds=rounds, block_s=0.25)
+
+
 def assert_agree(got: tuple[Any, Any], want: tuple[Any, Any]) -> None:
   """``(outputs, gradients)`` of two variants agree: outputs to 1e-5 and gradients to 1e-4, relative."""
   np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)

@@ -34,34 +34,13 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   mask = jaxrnn.dropout(jax.random.key(1), jnp.ones((B, H)), RATE)
   masked = jaxrnn.with_recurrent_mask(cell, mask)
   variants = {"none": (cell, {}), "fused": (masked, {}), "reference": (masked, {"impl": "reference"})}
-  calls, results = {}, {}
-  for name, (c, kwargs) in variants.items():
-    grad, fwd = models.unroll_step_and_forward(c, **kwargs)
-    results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
-  models.assert_agree(results["fused"], results["reference"])
-  return timing.measure(calls, rounds=rounds, block_s=0.25)
+  return models.time_unroll_variants(variants, params, xs, agree=("fused", "reference"), rounds=rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = timing.shape_arguments("recurrent_dropout", __doc__, "64x100x32x128,16x1000x8x64")
-  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
-  args = p.parse_args(argv)
-  print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
-  print(f"load average (1 min): {timing.load_average():.2f}")
-  timing.print_variant_header(("cell", "B,T,I,H"), VARIANTS)
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, args.rounds)
-      cells = []
-      for m in ("train", "infer"):
-        base = t[f"{m} none"]
-        for v in VARIANTS:
-          ratio = "" if v == "none" else f" ({t[f'{m} {v}'] / base:.2f}x)"
-          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
-  print(f"load average (1 min): {timing.load_average():.2f}")
+  timing.variant_table_main(
+    "recurrent_dropout", __doc__, VARIANTS, time_shape, base="none", unratioed=("none",), argv=argv
+  )
 
 
 if __name__ == "__main__":

@@ -143,3 +143,35 @@ def print_variant_header(leading: tuple[str, ...], variants: tuple[str, ...]) ->
   head = " | ".join([*leading, *(f"{m} {v}" for m in ("train", "infer") for v in variants)])
   print(f"| {head} |")
   print("|" + "---:|" * (len(leading) + 2 * len(variants)))
+
+
+def variant_table_main(
+  module: str,
+  doc: str | None,
+  variants: tuple[str, ...],
+  time_shape: Callable[[str, int, int, int, int, int], dict[str, float]],
+  *,
+  base: str,
+  unratioed: tuple[str, ...],
+  argv: list[str] | None,
+) -> None:
+  """The command line and Markdown table of a benchmark of ``jaxrnn.unroll`` variants per (cell, shape):
+  ``--cells``, ``--shapes`` and ``--rounds``; ``time_shape(cell, B, T, I, H, rounds)`` returns the medians of
+  ``train <variant>`` and ``infer <variant>``; every variant not in ``unratioed`` is also printed over ``base``."""
+  p = shape_arguments(module, doc, "64x100x32x128,16x1000x8x64")
+  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
+  args = p.parse_args(argv)
+  print("\n".join(f"{k}: {v}" for k, v in describe_machine().items()))
+  print(f"load average (1 min): {load_average():.2f}")
+  print_variant_header(("cell", "B,T,I,H"), variants)
+  for cell_name in args.cells.split(","):
+    for shape in args.shapes.split(","):
+      B, T, I, H = (int(v) for v in shape.split("x"))
+      t = time_shape(cell_name, B, T, I, H, args.rounds)
+      cells = []
+      for m in ("train", "infer"):
+        for v in variants:
+          ratio = "" if v in unratioed else f" ({t[f'{m} {v}'] / t[f'{m} {base}']:.2f}x)"
+          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
+      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+  print(f"load average (1 min): {load_average():.2f}")
