@@ -117,8 +117,14 @@ def test_every_cell_is_recognised():
     assert fused.fused_spec(cell) is not None, name
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
-@pytest.mark.parametrize("option", ["plain", "truncate_lengths_reverse"])
+# Every cell with truncation, lengths and reverse; without any option (no valid-step mask, no cut), one cell per
+# kernel code path (the cells' other options share those lines).
+EVERY_CELL_CASES = [(n, "truncate_lengths_reverse") for n in sorted(CELLS)]
+EVERY_CELL_CASES += [(n, "plain") for n in ("elman", "gru", "gru_reset_before", "mgu", "lstm", "lstm_peepholes")]
+EVERY_CELL_CASES += [("lstm_layer_norm", "plain")]
+
+
+@pytest.mark.parametrize(("name", "option"), EVERY_CELL_CASES, ids=[f"{o}-{n}" for n, o in EVERY_CELL_CASES])
 def test_every_cell_equals_reference(name, option):
   compare(CELLS[name], OPTIONS[option])
 
