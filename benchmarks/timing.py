@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from experiments import runner
+
 
 def measure(fns: Mapping[str, Callable[..., Any]], *, rounds: int = 5, block_s: float = 0.2) -> dict[str, float]:
   """Median seconds per call of each blocking callable, measured in interleaved blocks.
@@ -80,21 +82,6 @@ def cpu_model() -> str:
   return "unknown"
 
 
-def vector_extensions() -> str:
-  """The widest x86 vector extensions of this CPU (``AVX-512`` or ``AVX2``), from ``/proc/cpuinfo``.
-
-  The project's VMs report the same model name ("AMD EPYC") with and without AVX-512, and XLA's and oneDNN's
-  kernels run about 3x slower without it, so every benchmark header says which this was.
-  """
-  try:
-    with open("/proc/cpuinfo") as f:
-      flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-  except OSError:
-    return "unknown"
-  found = [name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags]
-  return found[0] if found else "none of AVX, AVX2, AVX-512"
-
-
 def versions() -> dict[str, str]:
   import flax
   import jaxlib
@@ -113,7 +100,7 @@ def describe_machine() -> dict[str, str]:
   return {
     "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     "cpu": cpu_model(),
-    "vector extensions": vector_extensions(),
+    "vector extensions": runner.vector_extensions(),
     "cores": str(os.cpu_count()),
     **versions(),
   }

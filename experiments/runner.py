@@ -53,6 +53,23 @@ def make_task(cfg: Config) -> Task:
     raise config.ConfigError(f"{cfg.source or cfg.name or '<config>'}: task.params: {e}") from e
 
 
+def vector_extensions() -> str:
+  """The widest x86 vector extensions of this CPU (``AVX-512`` or ``AVX2``), from ``/proc/cpuinfo``.
+
+  The project's VMs report the same model name ("AMD EPYC") with and without AVX-512. XLA compiles float32
+  arithmetic differently for the two (vector widths, so the order of sums), so a trial's trajectory, fixed by its
+  seed on one machine, parts between them after a while; and everything runs 2x to 5x slower without AVX-512.
+  Run summaries and benchmark headers record which it was.
+  """
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+  except OSError:
+    return "unknown"
+  found = [name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags]
+  return found[0] if found else "none of AVX, AVX2, AVX-512"
+
+
 def hardware() -> dict[str, Any]:
   devices = jax.devices()
   return {
@@ -62,6 +79,7 @@ def hardware() -> dict[str, Any]:
     "cpu_count": os.cpu_count(),
     "machine": platform.machine(),
     "processor": platform.processor() or platform.machine(),
+    "vector_extensions": vector_extensions(),
     "jax": jax.__version__,
     "python": platform.python_version(),
   }
