@@ -31,10 +31,18 @@ def _with_fast_path(apply_fn: Any, kind: str, **options: Any) -> Any:
   return apply_fn
 
 
+RECURRENT_MASK_MARK = "_jaxrnn_recurrent_mask"  # on an apply that takes recurrent_mask=
+
+
 def _with_recurrent_mask(apply_fn: Any) -> Any:
   """``apply_fn``, marked as taking ``recurrent_mask=`` (see :func:`jaxrnn.with_recurrent_mask`)."""
-  apply_fn._jaxrnn_recurrent_mask = True
+  setattr(apply_fn, RECURRENT_MASK_MARK, True)
   return apply_fn
+
+
+def takes_recurrent_mask(cell: base.Cell) -> bool:
+  """Whether ``cell.apply`` takes ``recurrent_mask=``."""
+  return bool(getattr(cell.apply, RECURRENT_MASK_MARK, False))
 
 
 def _recurrent_source(h: Array, recurrent_mask: Array | None) -> Array:

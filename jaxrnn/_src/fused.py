@@ -123,9 +123,7 @@ def _project(w_x: Array, b: Array | None, x: Array) -> Array:
 def _masked(h: Array, m: Array | None) -> Array:
   """``h`` (or its tangent) as the recurrent products read it: ``h * m``, ``m: (B, H)`` constant over time,
   broadcast over the steps of ``h: (K, B, H)``; ``h`` itself without a mask."""
-  if m is None:
-    return h
-  return h * (m if h.ndim == m.ndim else m.reshape((1,) * (h.ndim - m.ndim) + m.shape))
+  return h if m is None else h * cells_lib._bcast(m, h)
 
 
 def _xh(p: Any, x: Array, h: Array) -> Array:
@@ -763,8 +761,8 @@ def unroll(
     cut = (steps > 0) & (steps % truncate == 0)  # the initial carry keeps its gradient
   m = getattr(cell.apply, RECURRENT_MASK_ATTR, None)  # set by jaxrnn.with_recurrent_mask
   if m is not None:
-    H = jax.tree.leaves(c)[0].shape[-1]
-    m = jnp.broadcast_to(m, batch_shape + (H,)).reshape(B, H).astype(jax.tree.leaves(c)[0].dtype)
+    h0 = jax.tree.leaves(c)[0]
+    m = jnp.broadcast_to(m, batch_shape + h0.shape[-1:]).reshape(h0.shape).astype(h0.dtype)
   c, ys = sequence(kernel, params, x, c, valid, cut, m, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])

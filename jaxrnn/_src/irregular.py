@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn._src import base
+from jaxrnn._src import cells as cells_lib
 from jaxrnn._src import initializers as inits
 
 Array = jax.Array
@@ -96,8 +97,8 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
     extra = {} if recurrent_mask is None else {"recurrent_mask": recurrent_mask}  # the decayed state, masked
     return cell.apply(params.cell, carry, inner_x, **extra)
 
-  if getattr(cell.apply, "_jaxrnn_recurrent_mask", False):
-    apply_fn._jaxrnn_recurrent_mask = True  # type: ignore[attr-defined]
+  if cells_lib.takes_recurrent_mask(cell):
+    apply_fn = cells_lib._with_recurrent_mask(apply_fn)
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._src import base, fused
+from jaxrnn._src import cells as cells_lib
 from jaxrnn._src import initializers as inits
 from jaxrnn._src import unroll as unroll_lib
 
@@ -86,7 +87,7 @@ def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tupl
 
 
 def _check_recurrent_mask_support(cell: base.Cell) -> None:
-  if not getattr(cell.apply, "_jaxrnn_recurrent_mask", False):
+  if not cells_lib.takes_recurrent_mask(cell):
     raise base.InputError(
       "recurrent dropout needs a cell whose apply takes recurrent_mask=: jaxrnn's elman, gru, mgu and lstm "
       f"(and time_decay of them); got a cell whose apply is {getattr(cell.apply, '__qualname__', cell.apply)!r}"
