@@ -577,3 +577,22 @@ def test_float64_run_has_float64_weights_and_follows_the_float32_run(tmp_path: P
   # to float32's precision over the first updates.
   for a, b in zip(runs["float32"], runs["float64"], strict=True):
     np.testing.assert_allclose(a["train_error"], b["train_error"], rtol=1e-4, atol=1e-6)
+
+
+def test_fast_compile_keeps_the_options_xla_knows_and_trains_alike(monkeypatch):
+  known = dict(train._FAST_COMPILE)
+  monkeypatch.setattr(train, "_FAST_COMPILE", {**known, "xla_no_such_option_in_any_version": True})
+  train.fast_compile_options.cache_clear()
+  try:
+    assert train.fast_compile_options() == known
+    # The options change how fast the program compiles and runs, not what it computes.
+    states = []
+    for fast in ("false", "true"):
+      sets = ["train.trials=2", "train.eval_every=40", "train.max_sequences=40", f"run.fast_compile={fast}"]
+      cfg = config.load(Path("configs/default.toml"), sets)
+      exp = train.build(cfg, make_task(cfg.task.name, **cfg.task.params))
+      states.append(exp.run_chunk(exp.init_state()))
+  finally:
+    train.fast_compile_options.cache_clear()
+  assert int(states[0].trials.stats.sequences[0]) == 40
+  chex.assert_trees_all_close(states[0].trials.params, states[1].trials.params, rtol=1e-5, atol=1e-6)
