@@ -298,7 +298,17 @@ RECURRENT_CELLS = {
   "lstm": jaxrnn.lstm(4),
   "lstm_peepholes_layer_norm": jaxrnn.lstm(4, peepholes=True, layer_norm=True),
   "time_decay_gru": jaxrnn.time_decay(jaxrnn.gru(4)),
+  "grud": jaxrnn.grud(4, I, x_mean=jnp.array([0.3, -0.2])),
 }
+
+
+def _recurrent_cell_inputs(name):
+  if name == "time_decay_gru":  # features, then the time gap
+    return jnp.concatenate([XS, jnp.abs(XS[..., :1])], axis=-1)
+  if name == "grud":  # values, missingness (about half observed), time since each feature was last seen
+    observed = (jax.random.uniform(jax.random.key(3), XS.shape) < 0.5).astype(XS.dtype)
+    return jnp.concatenate([XS, observed, 1.0 + jnp.abs(XS)], axis=-1)
+  return XS
 
 
 def _scaled_w_h(params, m):
@@ -310,7 +320,7 @@ def _scaled_w_h(params, m):
 @pytest.mark.parametrize("name", RECURRENT_CELLS)
 def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
   cell = RECURRENT_CELLS[name]
-  xs = XS if name != "time_decay_gru" else jnp.concatenate([XS, jnp.abs(XS[..., :1])], axis=-1)
+  xs = _recurrent_cell_inputs(name)
   params = cell.init(jax.random.key(1), xs.shape[-1])
   mask = jaxrnn.dropout(jax.random.key(2), jnp.ones((B, 4)), 0.5)
   assert 0 < int(jnp.sum(mask == 0)) < mask.size  # some units dropped, some kept
@@ -324,8 +334,8 @@ def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
     chex.assert_trees_all_close(jax.tree.map(lambda a, b=b: a[b : b + 1], carry), want_carry, **TOL)
     np.testing.assert_allclose(ys[:, b : b + 1], want_ys, **TOL)
 
-  if name not in ("gru_reset_before", "lstm_peepholes_layer_norm"):
-    return  # gradients of every cell with a mask: tests/test_fused.py, against the plain scan
+  if name not in ("gru_reset_before", "lstm_peepholes_layer_norm", "grud"):
+    return  # gradients of the cells with a fast path: tests/test_fused.py, against the plain scan
   # Gradients: by the chain rule, d/dw_h of the masked cell is m[:, None] times d/dw_h' of the scaled one (one
   # mask for the batch, shape (H,), so that one scaled w_h' serves every sequence).
   m = mask[0]
@@ -341,22 +351,26 @@ def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
   chex.assert_trees_all_close(g_masked, g_scaled, rtol=1e-4, atol=1e-6)
 
 
-def test_rnn_recurrent_dropout_draws_one_mask_per_sequence_from_the_key():
-  cell = jaxrnn.lstm(4)
-  params = cell.init(jax.random.key(1), I)
+@pytest.mark.parametrize("name", ["lstm", "grud"])
+def test_rnn_recurrent_dropout_draws_one_mask_per_sequence_from_the_key(name):
+  cell = RECURRENT_CELLS[name]
+  xs = _recurrent_cell_inputs(name)
+  params = cell.init(jax.random.key(1), xs.shape[-1])
   layer = jaxrnn.rnn(cell, recurrent_dropout=0.5)
   key = jax.random.key(3)
-  carry, ys = jit_apply(layer)(params, XS, lengths=LENGTHS, key=key)
+  carry, ys = jit_apply(layer)(params, xs, lengths=LENGTHS, key=key)
   # The documented mask: dropout(key, ones((*batch, H)), rate).
   mask = jaxrnn.dropout(key, jnp.ones((B, 4)), 0.5)
   chex.assert_trees_all_close(
-    (carry, ys), run(jaxrnn.with_recurrent_mask(cell, mask), params, XS, lengths=LENGTHS), **TOL
+    (carry, ys), run(jaxrnn.with_recurrent_mask(cell, mask), params, xs, lengths=LENGTHS), **TOL
   )
   # It changes the outputs; without a key the layer is the plain cell (inference).
-  assert not np.allclose(ys, run(cell, params, XS, lengths=LENGTHS)[1], **TOL)
+  assert not np.allclose(ys, run(cell, params, xs, lengths=LENGTHS)[1], **TOL)
   chex.assert_trees_all_close(
-    jit_apply(layer)(params, XS, lengths=LENGTHS), run(cell, params, XS, lengths=LENGTHS), **TOL
+    jit_apply(layer)(params, xs, lengths=LENGTHS), run(cell, params, xs, lengths=LENGTHS), **TOL
   )
+  if name != "lstm":
+    return
   # Over many sequences about `rate` of the units are dropped, each kept one scaled by 1 / (1 - rate).
   wide = jaxrnn.dropout(jax.random.key(4), jnp.ones((2000, 4)), 0.3)
   np.testing.assert_allclose(np.unique(np.asarray(wide)), [0.0, 1 / 0.7], rtol=1e-6)
@@ -386,11 +400,11 @@ def test_recurrent_dropout_composes_in_stacked_and_bidirectional():
 def test_recurrent_dropout_errors():
   with pytest.raises(ValueError, match=r"recurrent_dropout must be in \[0, 1\), got 1\.0"):
     jaxrnn.rnn(jaxrnn.gru(3), recurrent_dropout=1.0)
-  for cell in (jaxrnn.lstm1997(2, 1), jaxrnn.grud(3, 2, x_mean=jnp.zeros(2))):
-    with pytest.raises(ValueError, match="recurrent dropout needs a cell whose apply takes recurrent_mask="):
-      jaxrnn.rnn(cell, recurrent_dropout=0.1)
-    with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
-      jaxrnn.with_recurrent_mask(cell, jnp.ones(3))
+  cell_1997 = jaxrnn.lstm1997(2, 1)
+  with pytest.raises(ValueError, match="recurrent dropout needs a cell whose apply takes recurrent_mask="):
+    jaxrnn.rnn(cell_1997, recurrent_dropout=0.1)
+  with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
+    jaxrnn.with_recurrent_mask(cell_1997, jnp.ones(3))
   jaxrnn.rnn(jaxrnn.lstm1997(2, 1))  # rate 0 needs nothing of the cell
   with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
     jaxrnn.with_recurrent_mask(jaxrnn.time_decay(jaxrnn.lstm1997(2, 1)), jnp.ones(2))

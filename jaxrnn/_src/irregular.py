@@ -150,6 +150,10 @@ def grud(
     n &= \tanh(\hat x W_{xn} + m W_{mn} + (r \odot \hat h) W_{hn} + b_n) \\
     h' &= (1 - z) \odot n + z \odot \hat h
 
+  With ``recurrent_mask=`` (recurrent dropout, :func:`jaxrnn.with_recurrent_mask`)
+  the recurrent products read ``\hat h`` times that mask; the update's
+  ``z \odot \hat h`` reads it whole.
+
   The reset gate acts before the recurrent product, as in the paper. The
   paper writes the update as ``(1 - z) h + z n``; this is the same family
   with ``z -> 1 - z`` (jaxrnn's GRU convention, see :func:`jaxrnn.gru`).
@@ -213,7 +217,9 @@ def grud(
     dtype = base.check_floating_dtype("dtype", dtype)
     return GRUDCarry(*(jnp.zeros((*batch_shape, n), dtype) for n in (H, D, D)))
 
-  def apply_fn(params: GRUDParams, carry: GRUDCarry, x: Array) -> tuple[GRUDCarry, Array]:
+  def apply_fn(
+    params: GRUDParams, carry: GRUDCarry, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[GRUDCarry, Array]:
     base.check_step(
       params, carry, x, params_type=GRUDParams, spec=params_spec, initial_carry=initial_carry_fn, input_size=3 * D
     )
@@ -224,12 +230,13 @@ def grud(
     gh = jnp.exp(-jax.nn.relu(delta @ params.w_gh + _bcast(params.b_gh, carry.h)))
     x_hat = m * values + (1.0 - m) * (gx * x_last + (1.0 - gx) * mean)
     h = gh * carry.h
+    hm = cells_lib._recurrent_source(h, recurrent_mask)  # the products read it; the update below reads h
     a = x_hat @ params.w_x + m @ params.w_m
     a = a + _bcast(params.b, a)
-    rz = a[..., : 2 * H] + h @ params.w_h[:, : 2 * H]
+    rz = a[..., : 2 * H] + hm @ params.w_h[:, : 2 * H]
     r = jax.nn.sigmoid(rz[..., :H])
     z = jax.nn.sigmoid(rz[..., H:])
-    n = jnp.tanh(a[..., 2 * H :] + (r * h) @ params.w_h[:, 2 * H :])
+    n = jnp.tanh(a[..., 2 * H :] + (r * hm) @ params.w_h[:, 2 * H :])
     h = (1.0 - z) * n + z * h
     observed = m > 0
     new = GRUDCarry(
@@ -239,4 +246,4 @@ def grud(
     )
     return new, h
 
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(init_fn, initial_carry_fn, cells_lib._with_recurrent_mask(apply_fn))

@@ -89,8 +89,8 @@ def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tupl
 def _check_recurrent_mask_support(cell: base.Cell) -> None:
   if not cells_lib.takes_recurrent_mask(cell):
     raise base.InputError(
-      "recurrent dropout needs a cell whose apply takes recurrent_mask=: jaxrnn's elman, gru, mgu and lstm "
-      f"(and time_decay of them); got a cell whose apply is {getattr(cell.apply, '__qualname__', cell.apply)!r}"
+      "recurrent dropout needs a cell whose apply takes recurrent_mask=: jaxrnn's elman, gru, mgu, lstm (and "
+      f"time_decay of them) and grud; got a cell whose apply is {getattr(cell.apply, '__qualname__', cell.apply)!r}"
     )
 
 
@@ -101,7 +101,8 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
   drops units of the hidden state ``h`` where it enters the recurrent
   products (``h @ w_h``, every gate), with one mask per sequence reused at
   every step. The state itself is not dropped: the GRU's and MGU's update
-  ``z * h`` and the LSTM's cell state read it whole. Draw the mask with
+  ``z * h`` and the LSTM's cell state read it whole. In :func:`jaxrnn.grud`
+  and :func:`jaxrnn.time_decay` the mask acts on the decayed state. Draw the mask with
   :func:`dropout`, e.g. ``dropout(key, jnp.ones((*batch, H)), rate)`` (zeros
   and ``1 / (1 - rate)``); :func:`rnn`'s ``recurrent_dropout`` does this
   when its ``apply`` gets a ``key``.
@@ -114,7 +115,9 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
 
   Args:
     cell: a jaxrnn ``elman``, ``gru``, ``mgu`` or ``lstm`` cell (any options),
-      or :func:`jaxrnn.time_decay` of one.
+      :func:`jaxrnn.time_decay` of one, or :func:`jaxrnn.grud`. (The 1997
+      LSTM's recurrent sources include its gate activations and it has no
+      such option.)
     mask: ``(*batch, H)`` or ``(H,)``, floating, broadcast against ``h``.
 
   Returns:
