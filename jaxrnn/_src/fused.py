@@ -52,7 +52,7 @@ Carry = Any
 
 SAVED = "jaxrnn_fused_saved"  # the checkpoint name of the values kept for the backward pass
 RECURRENT_MASK_ATTR = "_jaxrnn_recurrent_mask_value"  # on a with_recurrent_mask cell's apply: its mask
-CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk
+CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk (times the kernel's chunk_scale)
 
 
 class Kernel(NamedTuple):
@@ -72,6 +72,9 @@ class Kernel(NamedTuple):
       step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
       (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
     h_of: ``carry -> y``, the step's output as a function of its carry.
+    chunk_scale: a chunk holds about ``chunk_scale * CHUNK_ELEMENTS`` steps x batch x hidden units
+      (:func:`chunk_length`). The Elman kernel, whose per-step buffers are one ``(B, H)`` array each where
+      the gated cells' are up to ``(B, 4 H)``, trains faster with 4 (``python -m benchmarks.chunk``).
 
   ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
@@ -83,6 +86,7 @@ class Kernel(NamedTuple):
   lin: Callable[..., Any]
   tangent: Callable[..., Carry]
   h_of: Callable[[Carry], Array]
+  chunk_scale: int = 1
 
 
 # ----------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def tangent(p, dp, kn, dh, lin_t, wt, m):
     return _add(lin_t, _rec(_masked(dh, m), wt)) * kn[0]
 
-  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+  return Kernel(project, step, knowns, lin, tangent, lambda h: h, chunk_scale=4)
 
 
 # ----------------------------------------------------------------------------
@@ -640,14 +644,14 @@ def segment_length(T: int, remat: bool | int) -> int:
   return max(1, min(int(remat), T))
 
 
-def chunk_length(T: int, B: int, H: int) -> int:
-  """Steps per chunk: ``K * B * H`` about ``CHUNK_ELEMENTS``, at most ``T``.
+def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
+  """Steps per chunk: ``K * B * H`` about ``scale * CHUNK_ELEMENTS``, at most ``T``.
 
   Larger chunks make larger weight-gradient products; the chunk's own buffers
   (a few ``(K, B, H)`` arrays per gate) must stay small next to the saved
   activations of the whole sequence.
   """
-  return max(1, min(T, round(CHUNK_ELEMENTS / (B * H))))
+  return max(1, min(T, round(scale * CHUNK_ELEMENTS / (B * H))))
 
 
 def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, remat, chunk=None):
@@ -661,7 +665,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, 
   """
   T, B = xs.shape[:2]
   H = jax.tree.leaves(carry)[0].shape[-1]
-  K = chunk_length(T, B, H) if chunk is None else min(chunk, T)
+  K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
 
   @jax.custom_jvp
   def run(p, carry, xs, valid, cut, m):
