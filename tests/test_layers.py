@@ -299,6 +299,7 @@ RECURRENT_CELLS = {
   "lstm_peepholes_layer_norm": jaxrnn.lstm(4, peepholes=True, layer_norm=True),
   "time_decay_gru": jaxrnn.time_decay(jaxrnn.gru(4)),
   "grud": jaxrnn.grud(4, I, x_mean=jnp.array([0.3, -0.2])),
+  "lstm1997": jaxrnn.lstm1997(2, 2, truncated_gradient=True, init_scale=0.5),  # 4 cell outputs
 }
 
 
@@ -314,6 +315,8 @@ def _recurrent_cell_inputs(name):
 def _scaled_w_h(params, m):
   if isinstance(params, jaxrnn.TimeDecayParams):
     return params._replace(cell=_scaled_w_h(params.cell, m))
+  if isinstance(params, jaxrnn.LSTM1997Params):  # rows of the cell outputs; the gate activations' stay
+    m = jnp.concatenate([m, jnp.ones(params.w_h.shape[0] - m.shape[0])])
   return params._replace(w_h=m[:, None] * params.w_h)
 
 
@@ -334,7 +337,7 @@ def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
     chex.assert_trees_all_close(jax.tree.map(lambda a, b=b: a[b : b + 1], carry), want_carry, **TOL)
     np.testing.assert_allclose(ys[:, b : b + 1], want_ys, **TOL)
 
-  if name not in ("gru_reset_before", "lstm_peepholes_layer_norm", "grud"):
+  if name not in ("gru_reset_before", "lstm_peepholes_layer_norm", "grud", "lstm1997"):
     return  # gradients of the cells with a fast path: tests/test_fused.py, against the plain scan
   # Gradients: by the chain rule, d/dw_h of the masked cell is m[:, None] times d/dw_h' of the scaled one (one
   # mask for the batch, shape (H,), so that one scaled w_h' serves every sequence).
@@ -351,7 +354,7 @@ def test_recurrent_mask_equals_scaled_recurrent_weights_per_sequence(name):
   chex.assert_trees_all_close(g_masked, g_scaled, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lstm", "grud"])
+@pytest.mark.parametrize("name", ["lstm", "grud", "lstm1997"])
 def test_rnn_recurrent_dropout_draws_one_mask_per_sequence_from_the_key(name):
   cell = RECURRENT_CELLS[name]
   xs = _recurrent_cell_inputs(name)
@@ -400,14 +403,15 @@ def test_recurrent_dropout_composes_in_stacked_and_bidirectional():
 def test_recurrent_dropout_errors():
   with pytest.raises(ValueError, match=r"recurrent_dropout must be in \[0, 1\), got 1\.0"):
     jaxrnn.rnn(jaxrnn.gru(3), recurrent_dropout=1.0)
-  cell_1997 = jaxrnn.lstm1997(2, 1)
+  inner = jaxrnn.gru(3)
+  own = jaxrnn.Cell(inner.init, inner.initial_carry, lambda p, c, x: inner.apply(p, c, x))  # a user's cell
   with pytest.raises(ValueError, match="recurrent dropout needs a cell whose apply takes recurrent_mask="):
-    jaxrnn.rnn(cell_1997, recurrent_dropout=0.1)
+    jaxrnn.rnn(own, recurrent_dropout=0.1)
   with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
-    jaxrnn.with_recurrent_mask(cell_1997, jnp.ones(3))
-  jaxrnn.rnn(jaxrnn.lstm1997(2, 1))  # rate 0 needs nothing of the cell
+    jaxrnn.with_recurrent_mask(own, jnp.ones(3))
+  jaxrnn.rnn(own)  # rate 0 needs nothing of the cell
   with pytest.raises(ValueError, match="recurrent dropout needs a cell"):
-    jaxrnn.with_recurrent_mask(jaxrnn.time_decay(jaxrnn.lstm1997(2, 1)), jnp.ones(2))
+    jaxrnn.with_recurrent_mask(jaxrnn.time_decay(own), jnp.ones(3))
   cell = jaxrnn.lstm(4)
   params = cell.init(jax.random.key(0), I)
   with pytest.raises(

@@ -53,7 +53,7 @@ class Cell(NamedTuple):
     apply: ``apply(params, carry, x) -> (carry, y)``, one time step, with
       ``x: (*batch, input_size)``; every axis before the last is a batch axis.
       It has the signature of a ``lax.scan`` body once ``params`` is bound.
-      jaxrnn's elman, gru, mgu, lstm and grud cells also take ``recurrent_mask=``
+      jaxrnn's recurrent cells (not ``dense``) also take ``recurrent_mask=``
       (recurrent dropout, see :func:`jaxrnn.with_recurrent_mask`).
   """
 

@@ -89,8 +89,9 @@ def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tupl
 def _check_recurrent_mask_support(cell: base.Cell) -> None:
   if not cells_lib.takes_recurrent_mask(cell):
     raise base.InputError(
-      "recurrent dropout needs a cell whose apply takes recurrent_mask=: jaxrnn's elman, gru, mgu, lstm (and "
-      f"time_decay of them) and grud; got a cell whose apply is {getattr(cell.apply, '__qualname__', cell.apply)!r}"
+      "recurrent dropout needs a cell whose apply takes recurrent_mask=, as every jaxrnn cell's does (elman, gru, "
+      "mgu, lstm, lstm1997, time_decay of them, grud); got a cell whose apply is "
+      f"{getattr(cell.apply, '__qualname__', cell.apply)!r}"
     )
 
 
@@ -115,9 +116,9 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
 
   Args:
     cell: a jaxrnn ``elman``, ``gru``, ``mgu`` or ``lstm`` cell (any options),
-      :func:`jaxrnn.time_decay` of one, or :func:`jaxrnn.grud`. (The 1997
-      LSTM's recurrent sources include its gate activations and it has no
-      such option.)
+      :func:`jaxrnn.time_decay` of one, :func:`jaxrnn.grud` or
+      :func:`jaxrnn.lstm1997` (its cell outputs are masked, its gate
+      activations not).
     mask: ``(*batch, H)`` or ``(H,)``, floating, broadcast against ``h``.
 
   Returns:

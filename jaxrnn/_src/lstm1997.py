@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._src import base
+from jaxrnn._src import cells as cells_lib
 from jaxrnn._src import initializers as inits
 
 Array = jax.Array
@@ -96,6 +97,11 @@ def lstm1997(
   only through the cell states ``s`` (the paper's truncated backprop,
   Appendix A.1). It is implemented as ``stop_gradient`` on ``y(t-1)``.
 
+  With ``recurrent_mask=`` ``(*batch, C*S)`` (recurrent dropout, see
+  :func:`jaxrnn.with_recurrent_mask`; not in the paper) the cell outputs of
+  ``t-1`` enter the net inputs times the mask; the gate activations of
+  ``t-1`` and the states ``s`` are not masked.
+
   Weight count with every hidden unit biased (``bias="all"``), ``I`` inputs
   and ``U = C (S + 2)`` hidden units: ``U (I + U + 1)``. With the
   experiments' ``K`` output units fed by the ``C S`` cells (and biased):
@@ -176,12 +182,16 @@ def lstm1997(
     dtype = base.check_floating_dtype("dtype", dtype)
     return LSTM1997Carry(jnp.zeros((*batch_shape, CS), dtype), jnp.zeros((*batch_shape, U), dtype))
 
-  def apply_fn(params: LSTM1997Params, carry: LSTM1997Carry, x: Array) -> tuple[LSTM1997Carry, Array]:
+  def apply_fn(
+    params: LSTM1997Params, carry: LSTM1997Carry, x: Array, *, recurrent_mask: Array | None = None
+  ) -> tuple[LSTM1997Carry, Array]:
     base.check_step(params, carry, x, params_type=LSTM1997Params, spec=params_spec, initial_carry=initial_carry_fn)
     s, y_prev = carry
     if truncated_gradient:
       # Error reaching a net input stops there: no flow back in time except through s.
       y_prev = jax.lax.stop_gradient(y_prev)
+    if recurrent_mask is not None:  # recurrent dropout on the cell outputs; the gate activations enter whole
+      y_prev = jnp.concatenate([cells_lib._recurrent_source(y_prev[..., :CS], recurrent_mask), y_prev[..., CS:]], -1)
     net = x @ params.w_x + y_prev @ params.w_h
     biases = [b for b in (params.b_cell, params.b_in, params.b_out) if b is not None]
     if biases:
@@ -201,7 +211,7 @@ def lstm1997(
       y = jnp.concatenate([y_c, y_in], axis=-1)
     return LSTM1997Carry(s, y), y_c
 
-  return base.Cell(init_fn, initial_carry_fn, apply_fn)
+  return base.Cell(init_fn, initial_carry_fn, cells_lib._with_recurrent_mask(apply_fn))
 
 
 def _squash(name: str, value: Any, table: dict[str, Callable[[Array], Array]]) -> Callable[[Array], Array]:
