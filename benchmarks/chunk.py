@@ -10,7 +10,7 @@ The derivative of ``jaxrnn.unroll``'s fast path runs the sequence in chunks of `
 vectorised factors and weight-gradient products, and the tangent scan. ``K * B * H`` is about
 ``chunk_scale * CHUNK_ELEMENTS`` (``fused.chunk_length``). This benchmark times the training step (the
 gradient of ``mean(outputs ** 2)``) with ``CHUNK_ELEMENTS`` multiplied by each factor, in one process with
-interleaved blocks, after checking that every variant gives the reference path's gradients. Inference is one
+interleaved blocks, after checking that every variant gives the reference path's outputs and gradients. Inference is one
 plain scan whatever the chunk length, so it is not timed. Medians in milliseconds, each with its ``K`` and its
 ratio to factor 1 (the library's setting).
 """
@@ -36,16 +36,16 @@ def time_shape(
   kernel = fused._kernel(fused.fused_spec(cell))
   assert kernel is not None
   scale = kernel.chunk_scale
-  reference, _ = models.unroll_step_and_forward(cell, impl="reference")
-  want = reference(params, xs)
+  ref_grad, ref_fwd = models.unroll_step_and_forward(cell, impl="reference")
+  want = (ref_fwd(params, xs), ref_grad(params, xs))
   default = fused.CHUNK_ELEMENTS
   calls: dict[str, Any] = {}
   steps: dict[float, int] = {}
   try:
     for f in factors:
       fused.CHUNK_ELEMENTS = round(default * f)  # read when the step is traced, on its first call
-      grad, _ = models.unroll_step_and_forward(cell)
-      models.assert_agree((jnp.zeros(()), grad(params, xs)), (jnp.zeros(()), want))
+      grad, fwd = models.unroll_step_and_forward(cell)
+      models.assert_agree((fwd(params, xs), grad(params, xs)), want)
       steps[f] = fused.chunk_length(T, B, H, scale)
       calls[f"x{f:g}"] = lambda grad=grad: jax.block_until_ready(grad(params, xs))
   finally:
