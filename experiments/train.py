@@ -366,10 +366,11 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitte
 def fast_compile_options() -> dict[str, Any]:
   """The compiler options of ``run.fast_compile`` that this jaxlib knows.
 
-  Measured on a 2-core VM (2026-11-23; 20 trials of configs/default.toml and exp4_adding_t100.toml): the
-  training chunk compiled in 0.58 and 0.79 s against 1.93 and 1.84 s without them (1.12 and 1.00 s with level 0
-  alone) and trained 7,021 and 7,825 trial-sequences/s against 45,466 and 55,673. Each is a tuning option that
-  a later XLA may drop, and XLA refuses an option it does not know, so each is tried once on a trivial function.
+  On a 2-core VM (2026-11-23), ``python -m experiments run configs/default.toml --set train.max_sequences=20000
+  --set run.fast_compile=true`` (and ``=false``) compiled the training program in 0.64 s against 1.93 s and
+  trained 6,157 trial-sequences/s against 39,750 (``compile_s`` and ``trial_sequences_per_s`` in summary.json).
+  Each is a tuning option that a later XLA may drop, and XLA refuses an option it does not know, so each is tried
+  once on a trivial function.
   """
 
   def known(name: str, value: Any) -> bool:
