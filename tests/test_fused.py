@@ -191,6 +191,51 @@ def test_recurrent_mask_per_trial_under_vmap_forward_mode_and_step_mask():
   assert rel_err(jvp("fused"), jvp("reference")) <= GRAD_TOL
 
 
+# Resets (a new sequence starts at a step): the kernels' derivative reads the reset carry where the previous step's
+# carry would enter. Gradients with respect to the reset carry too.
+RESETS = np.random.default_rng(8).random((T, B)) < 0.3
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def reset_outputs_and_grads(cell, impl, options, params, xs, carry, reset_carry, lengths):
+  kwargs = dict(options)
+  kwargs["resets"] = jnp.asarray(RESETS if kwargs.get("time_major", True) else RESETS.T)
+  if lengths is not None:
+    kwargs["lengths"] = lengths
+
+  def loss(params, xs, carry, reset_carry):
+    out = jaxrnn.unroll(cell, params, xs, carry, impl=impl, reset_carry=reset_carry, **kwargs)
+    leaves = jax.tree.leaves(out)
+    weights = [jnp.sin(1.0 + jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in leaves]
+    return sum(jnp.sum(w * a) for w, a in zip(weights, leaves)), out
+
+  return jax.grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(params, xs, carry, reset_carry)
+
+
+RESET_CASES = [
+  (n, "truncate_lengths_reverse")
+  for n in ("elman_relu_no_bias", "gru_reset_before", "mgu", "mgu_no_reset", "lstm_no_forget", "lstm_layer_norm")
+]
+RESET_CASES += [("lstm", "remat_sqrt_reverse_lengths"), ("gru", "batch_major_unroll"), ("elman", "truncate")]
+
+
+@pytest.mark.parametrize(("name", "option"), RESET_CASES, ids=[f"{o}-{n}" for n, o in RESET_CASES])
+def test_resets_equal_reference(name, option):
+  cell, options = CELLS[name], dict(OPTIONS[option])
+  lengths = options.pop("lengths", None)
+  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  params, xs, carry = inputs(cell)
+  reset_carry = random_tree(carry, 12)
+  if not options.get("time_major", True):
+    xs = jnp.moveaxis(xs, 0, -2)
+  static = tuple(sorted(options.items()))
+  got = reset_outputs_and_grads(cell, "fused", static, params, xs, carry, reset_carry, lengths)
+  want = reset_outputs_and_grads(cell, "reference", static, params, xs, carry, reset_carry, lengths)
+  assert rel_err(got[1], want[1]) <= OUT_TOL
+  assert rel_err(got[0], want[0]) <= GRAD_TOL
+  assert float(jnp.max(jnp.abs(jax.tree.leaves(want[0][3])[0]))) > 0  # the reset carry has a gradient
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=["unbatched", "two_batch_axes"])
 def test_batch_shapes(batch_shape):
   compare(CELLS["lstm_peepholes"], {}, batch_shape=batch_shape)

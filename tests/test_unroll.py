@@ -396,3 +396,179 @@ def test_a_bad_mask_names_the_expected_shape_and_dtype(mask, error, message):
     jaxrnn.rnn(cell).apply(PARAMS["gru"], xs, mask=mask)
   with pytest.raises(jaxrnn.InputError, match=re.escape("mask must have shape (*batch, T) = (4, 6)")):
     jaxrnn.unroll(cell, PARAMS["gru"], jnp.moveaxis(xs, 0, 1), mask=np.ones((T, 4), bool), time_major=False)
+
+
+# Resets: True where a new sequence starts. The reference splits each sequence's steps that run into its
+# sequences and runs each alone with plain unroll (checked above against padding and masks).
+
+
+def split_at_resets(keep, resets):
+  """The runs of kept steps (ascending) that the resets separate: a True at a step, kept or skipped, starts a new
+  run at the next kept step. Also whether the first run starts after a reset."""
+  runs, pending, first_reset = [], False, False
+  for t in range(len(keep)):
+    pending |= bool(resets[t])
+    if keep[t]:
+      if not runs:
+        runs.append([t])
+        first_reset = pending
+      elif pending:
+        runs.append([t])
+      else:
+        runs[-1].append(t)
+      pending = False
+  return runs, first_reset
+
+
+def reset_reference(cell, params, xs, carry0, reset_carry, keep, resets, reverse, run_fn):
+  """One sequence (``xs: (T, I)``): its runs, each from ``reset_carry`` except the first in processing order,
+  which starts from ``carry0`` (forward: unless a reset precedes it)."""
+  runs, first_reset = split_at_resets(keep, resets)
+  ys = jnp.zeros((len(keep), jax.tree.leaves(carry0)[0].shape[-1]), xs.dtype)
+  carry = carry0
+  order = runs[::-1] if reverse else runs
+  for n, steps in enumerate(order):
+    start = reset_carry if n > 0 or (first_reset and not reverse) else carry0
+    seq = xs[np.array(steps)]
+    carry, run_ys = run_fn(cell, params, seq[::-1] if reverse else seq, start)
+    ys = ys.at[np.array(steps)].set(run_ys[::-1] if reverse else run_ys)
+  return carry, ys
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_resets_start_new_sequences_as_if_run_alone(data):
+  name = data.draw(st.sampled_from(NAMES), label="cell")
+  batch_shape = data.draw(st.sampled_from([(3,), (2, 2)]), label="batch_shape")
+  n = math.prod(batch_shape)
+  rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+  resets = rng.random((T, *batch_shape)) < data.draw(st.sampled_from([0.2, 0.5]), label="reset rate")
+  mask = rng.random((T, *batch_shape)) < 0.7 if data.draw(st.booleans(), label="with mask") else None
+  lengths = None
+  if data.draw(st.booleans(), label="with lengths"):
+    lengths = np.array(data.draw(st.lists(st.integers(0, T), min_size=n, max_size=n)), np.int32).reshape(batch_shape)
+  reverse = data.draw(st.booleans(), label="reverse")
+  cell, params = CELLS[name], PARAMS[name]
+  xs = jnp.asarray(rng.standard_normal((T, *batch_shape, I)), jnp.float32)
+  carry0, reset_carry = random_carry(cell, batch_shape, rng), random_carry(cell, batch_shape, rng)
+  kwargs = {} if lengths is None else {"lengths": jnp.asarray(lengths)}
+  if mask is not None:
+    kwargs["mask"] = jnp.asarray(mask)
+  carry, ys = run_masked(
+    cell, params, xs, carry0, resets=jnp.asarray(resets), reset_carry=reset_carry, reverse=reverse, **kwargs
+  )
+  for idx in np.ndindex(*batch_shape):
+    keep = np.ones(T, bool) if mask is None else mask[(slice(None), *idx)].copy()
+    if lengths is not None:
+      keep[lengths[idx] :] = False
+    want_carry, want_ys = reset_reference(
+      cell, params, xs[(slice(None), *idx)], at(carry0, idx), at(reset_carry, idx), keep,
+      resets[(slice(None), *idx)], reverse, run,
+    )  # fmt: skip
+    chex.assert_trees_all_close(ys[(slice(None), *idx)], want_ys, **TOL)
+    chex.assert_trees_all_close(at(carry, idx), want_carry, **TOL)
+
+
+RESETS = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 1]], bool)
+
+
+@pytest.mark.parametrize(("name", "reverse"), [("gru", False), ("lstm_peepholes", True), ("lstm1997", False)])
+def test_reset_gradients_are_the_separate_sequences_gradients(name, reverse):
+  """Gradients through resets (both paths) equal those of the sequences run alone, the reset carry's summed over
+  the sequences that start from it; no gradient crosses a reset."""
+  cell, params = CELLS[name], PARAMS[name]
+  rng = np.random.default_rng(9)
+  xs = jnp.asarray(rng.standard_normal((T, 4, I)), jnp.float32)
+  carry0 = random_carry(cell, (4,), rng)
+  learned = at(random_carry(cell, (1,), rng), 0)  # one carry for every sequence, broadcast
+  lengths = jnp.asarray([T, 5, 6, 3], jnp.int32)
+  mask = jnp.asarray(MASK | ~RESETS)  # some resets fall on skipped steps
+  w_ys = jnp.asarray(rng.standard_normal((T, 4, jax.tree.leaves(carry0)[0].shape[-1])), jnp.float32)
+
+  def loss(carry, ys):
+    return jnp.sum(w_ys * jnp.sin(ys)) + sum(jnp.sum(c**3) for c in jax.tree.leaves(carry))
+
+  def unroll_loss(impl, params, xs, carry0, learned):
+    out = jaxrnn.unroll(
+      cell, params, xs, carry0, lengths=lengths, mask=mask, resets=jnp.asarray(RESETS), reset_carry=learned,
+      reverse=reverse, impl=impl,
+    )  # fmt: skip
+    return loss(*out)
+
+  def separate_loss(params, xs, carry0, learned):
+    keep = np.asarray(mask) & (np.arange(T)[:, None] < np.asarray(lengths)[None])
+    outs = [
+      reset_reference(cell, params, xs[:, b], at(carry0, b), learned, keep[:, b], RESETS[:, b], reverse, jaxrnn.unroll)
+      for b in range(4)
+    ]
+    carry = jax.tree.map(lambda *a: jnp.stack(a), *(c for c, _ in outs))
+    return loss(carry, jnp.stack([y for _, y in outs], axis=1))
+
+  args = (params, xs, carry0, learned)
+  want = jax.grad(separate_loss, (0, 1, 2, 3))(*args)
+  impls = ["auto", "reference"] if name == "lstm1997" else ["fused", "reference"]
+  for impl in impls:
+    got = jax.jit(jax.grad(functools.partial(unroll_loss, impl), (0, 1, 2, 3)))(*args)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+  assert float(jnp.max(jnp.abs(jax.tree.leaves(want[3])[0]))) > 0  # the learned carry is trained
+
+
+def test_layers_pass_resets_to_every_direction_and_layer():
+  fwd_cell, bwd_cell, top_cell = jaxrnn.gru(3), jaxrnn.lstm(2), jaxrnn.elman(4)
+  net = jaxrnn.stacked(jaxrnn.bidirectional(fwd_cell, bwd_cell), jaxrnn.rnn(top_cell), dropout=0.5)
+  params = net.init(jax.random.key(0), I)
+  xs = jax.random.normal(jax.random.key(1), (T, 4, I))
+  resets, lengths = jnp.asarray(RESETS), jnp.asarray([T, 5, 2, 4], jnp.int32)
+  (carry_bi, carry_top), ys = net.apply(params, xs, resets=resets, lengths=lengths)
+  (p_f, p_b), p_top = params
+  cf, yf = jaxrnn.unroll(fwd_cell, p_f, xs, resets=resets, lengths=lengths)
+  cb, yb = jaxrnn.unroll(bwd_cell, p_b, xs, resets=resets, lengths=lengths, reverse=True)
+  ct, yt = jaxrnn.unroll(top_cell, p_top, jnp.concatenate([yf, yb], -1), resets=resets, lengths=lengths)
+  chex.assert_trees_all_close((carry_bi, carry_top, ys), ((cf, cb), ct, yt), **TOL)
+  _, ys_bm = net.apply(params, jnp.moveaxis(xs, 0, 1), resets=resets.T, lengths=lengths, time_major=False)
+  chex.assert_trees_all_close(ys_bm, jnp.moveaxis(ys, 0, 1), **TOL)
+  # Without resets the layers' outputs differ: the resets are used.
+  assert not np.allclose(net.apply(params, xs, lengths=lengths)[1], ys, atol=1e-3)
+
+
+def test_resets_under_vmap_over_params_equal_each_trial():
+  cell = CELLS["lstm_peepholes"]
+  trials = [random_params("lstm_peepholes", s) for s in (1, 2, 3)]
+  stacked_params = jax.tree.map(lambda *a: jnp.stack(a), *trials)
+  xs = jax.random.normal(jax.random.key(2), (T, 4, I))
+  resets = jnp.asarray(RESETS)
+
+  def loss(p):
+    return jnp.sum(jnp.tanh(jaxrnn.unroll(cell, p, xs, resets=resets)[1]))
+
+  got = jax.jit(jax.vmap(jax.value_and_grad(loss)))(stacked_params)
+  for n, p in enumerate(trials):
+    chex.assert_trees_all_close(at(got, n), jax.value_and_grad(loss)(p), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, message",
+  [
+    ({"resets": np.ones((T, 4), np.int32)}, jaxrnn.InputTypeError, "resets must be a boolean array (True: a new seq"),
+    ({"resets": np.ones((T, 3), bool)}, jaxrnn.InputError, "resets must have shape (T, *batch) = (6, 4) to match xs"),
+    ({"reset_carry": jnp.zeros((4, 3))}, jaxrnn.InputError, "reset_carry is given without resets"),
+    (
+      {"resets": np.ones((T, 4), bool), "reset_carry": (jnp.zeros(3),)},
+      jaxrnn.InputError,
+      "reset_carry must have the structure of the carry",
+    ),
+    (
+      {"resets": np.ones((T, 4), bool), "reset_carry": jnp.zeros((2, 3))},
+      jaxrnn.InputError,
+      "reset_carry leaf 0 has shape (2, 3), which does not broadcast to the carry's (4, 3)",
+    ),
+  ],
+)
+def test_bad_resets_name_what_was_expected(kwargs, error, message):
+  cell = CELLS["gru"]
+  xs = jnp.zeros((T, 4, I))
+  with pytest.raises(error, match=re.escape(message)):
+    jaxrnn.unroll(cell, PARAMS["gru"], xs, **kwargs)
+  if "resets" in kwargs and "reset_carry" not in kwargs:
+    with pytest.raises(error, match="resets must"):
+      jaxrnn.rnn(cell).apply(PARAMS["gru"], xs, **kwargs)

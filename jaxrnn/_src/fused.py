@@ -62,9 +62,10 @@ class Kernel(NamedTuple):
     project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
     step: ``(params, carry, x_t, m) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
       the derivative (every cell here outputs ``y = h``).
-    knowns: ``(params, carry_in, saved, m) -> (h_prev, knowns)`` from the saved values of a chunk's
+    knowns: ``(params, carry_in, saved, m, reset) -> (h_prev, knowns)`` from the saved values of a chunk's
       steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of the
-      step's tangent, computed with vectorised elementwise operations only.
+      step's tangent, computed with vectorised elementwise operations only. ``reset`` is None or
+      ``(r (K, B) bool, rc)``: where ``r``, the carry that entered the step was ``rc`` (:func:`_shift`).
     lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns, m) -> lin``: the tangent terms that are
       matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
       ``(K, B, ...)``; tangents may be ``SymbolicZero``.
@@ -144,9 +145,14 @@ def _project_tangent(p: Any, dp: Any, x: Array, dx: Any) -> Array | None:
   return _add(*terms)
 
 
-def _shift(stack: Array, first: Array) -> Array:
-  """The previous step's value at each step of ``stack: (K, B, F)``, ``first`` before the first."""
-  return jnp.concatenate([first[None], stack[:-1]], axis=0)
+def _shift(stack: Array, carry0: Any, reset: Any, leaf: Callable[[Any], Array] = lambda c: c) -> Array:
+  """The value that entered each step of ``stack: (K, B, F)``: the previous step's, ``leaf(carry0)`` before the
+  first, and ``leaf(rc)`` where ``reset = (r (K, B), rc)`` (None: no resets) resets the carry."""
+  prev = jnp.concatenate([leaf(carry0)[None], stack[:-1]], axis=0)
+  if reset is None:
+    return prev
+  r, rc = reset
+  return jnp.where(r[..., None], leaf(rc)[None], prev)
 
 
 def _blk(a: Array | None, k: int, H: int) -> Array | None:
@@ -186,10 +192,10 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
     h = jax.nn.relu(z) if relu else jnp.tanh(z)
     return h, h, (h,)
 
-  def knowns(p, h0, saved, m):
+  def knowns(p, h0, saved, m, reset):
     (h,) = saved
     d = (h > 0).astype(h.dtype) if relu else 1.0 - h * h
-    return _shift(h, h0), (d,)
+    return _shift(h, h0, reset), (d,)
 
   def lin(p, dp, x, dx, h_prev, kn, m):
     return _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
@@ -229,9 +235,9 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     h = (1.0 - z) * n + z * h
     return h, h, (rz, n, h)
 
-  def knowns(p, h0, saved, m):
+  def knowns(p, h0, saved, m, reset):
     rz, n, h = saved[0], saved[1], saved[-1]
-    h_prev = _shift(h, h0)
+    h_prev = _shift(h, h0, reset)
     r, z = rz[..., :H], rz[..., H:]
     drz_f, dn_f = rz - rz * rz, 1.0 - n * n
     if reset_after:
@@ -297,9 +303,9 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     h = (1.0 - f) * n + f * h
     return h, h, (f, n, hn, h)
 
-  def knowns(p, h0, saved, m):
+  def knowns(p, h0, saved, m, reset):
     f, n, hn, h = saved
-    h_prev = _shift(h, h0)
+    h_prev = _shift(h, h0, reset)
     df_f, n_omf = f - f * f, (1.0 - n * n) * (1.0 - f)
     # dh' = sum over the f, n blocks of v * q + f dh, with v = a + dgh * [1, f] (or [1, 1]).
     if reset_gate:
@@ -328,6 +334,14 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
 
 # ----------------------------------------------------------------------------
 # LSTM
+
+
+def _carry_h(c: Any) -> Array:
+  return c.h
+
+
+def _carry_c(c: Any) -> Array:
+  return c.c
 
 
 class _LSTMLayout(NamedTuple):
@@ -384,12 +398,12 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     h = o * jnp.tanh(c)
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved, m):
+  def knowns(p, carry0, saved, m, reset):
     s, c = saved
-    c_prev = _shift(c, carry0.c)
+    c_prev = _shift(c, carry0, reset, _carry_c)
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     tc = jnp.tanh(c)
-    h_prev = _shift(o * tc, carry0.h)
+    h_prev = _shift(o * tc, carry0, reset, _carry_h)
     dact = (s - s * s) * scale(s.dtype, 4.0)[None]  # d(gate)/d(z) for every gate, d(g)/d(z) for the cell input
     kn = {"dact": dact, "g": 2.0 * sg - 1.0, "i": i, "c_prev": c_prev, "tc": tc, "oc": o * (1.0 - tc * tc)}
     if forget_gate:
@@ -465,12 +479,12 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     h = o * jnp.tanh(ln(c, p.norm.c))
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved, m):
+  def knowns(p, carry0, saved, m, reset):
     s, c = saved
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     nc, rc = cells_lib._normalize(c, eps)
     tc = jnp.tanh(cells_lib._affine(nc, p.norm.c))
-    h_prev = _shift(o * tc, carry0.h)
+    h_prev = _shift(o * tc, carry0, reset, _carry_h)
     nh, rh = cells_lib._normalize(
       _mm(_masked(h_prev, m), p.w_h), eps
     )  # recomputed a chunk at a time: one large product
@@ -479,7 +493,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
       "g": 2.0 * sg - 1.0,
       "i": i,
       "o": o,
-      "c_prev": _shift(c, carry0.c),
+      "c_prev": _shift(c, carry0, reset, _carry_c),
       "tc": tc,
       "nc": nc,
       "rc": rc,
@@ -547,49 +561,57 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-def _run(kernel, p, carry, x, valid, m, *, reverse, unroll=1, save=False):
-  """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``."""
+def _run(kernel, p, carry, x, valid, m, r=None, rc=None, *, reverse, unroll=1, save=False):
+  """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``.
+
+  ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead."""
   masked = valid is not None
 
   def body(carry, inp):
-    x_t, v = inp
+    x_t, v, r_t = inp
+    carry_in = carry if r_t is None else _select(r_t[:, None], rc, carry)
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
     # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
-    new, y, saved = kernel.step(p, carry, x_t, m)
-    if masked:
+    new, y, saved = kernel.step(p, carry_in, x_t, m)
+    if masked:  # padding steps pass the carry through, not reset
       new = _select(v[:, None], new, carry)
     return new, (y, saved if save else None)
 
-  carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid), reverse=reverse, unroll=unroll)
+  carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid, r), reverse=reverse, unroll=unroll)
   if masked:  # padding steps output zeros: one vectorised select after the loop, not one per step
     ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
   return carry, ys, saved
 
 
-def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, *, reverse, unroll=1):
-  """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration."""
-  carry, ys, saved = _run(kernel, p, carry0, x, valid, m, reverse=reverse, unroll=unroll, save=True)
+def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, r, rc, drc, *, reverse, unroll=1):
+  """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration.
+
+  ``r``, ``rc`` and ``drc``: the resets (:func:`_run`), the reset carry and its tangent (None without resets)."""
+  carry, ys, saved = _run(kernel, p, carry0, x, valid, m, r, rc, reverse=reverse, unroll=unroll, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
   saved = checkpoint_name(saved, SAVED)
   if reverse:  # the factors are built in processing order
     saved = jax.tree.map(lambda a: a[::-1], saved)
-  h_prev, kn = kernel.knowns(p, carry0, saved, m)
+  reset = None if r is None else (r[::-1] if reverse else r, rc)
+  h_prev, kn = kernel.knowns(p, carry0, saved, m, reset)
   if reverse:
     h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
   lin = kernel.lin(p, dp, x, dx, h_prev, kn, m)
 
   def body(dc, inp):
-    kn_t, lin_t, v, cut_t = inp
+    kn_t, lin_t, v, cut_t, r_t = inp
     dc_in = dc
     if cut_t is not None:
       dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
+    if r_t is not None:
+      dc_in = _select(r_t[:, None], drc, dc_in)
     new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt, m)
     dy = kernel.h_of(new)
     if v is not None:  # padding steps pass the uncut carry through (their outputs are zeroed below)
       new = _select(v[:, None], new, dc)
     return new, dy
 
-  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut), reverse=reverse, unroll=unroll)
+  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut, r), reverse=reverse, unroll=unroll)
   if valid is not None:
     dys = jnp.where(valid[..., None], dys, jnp.zeros_like(dys))
   return (carry, ys), (dcarry, dys)
@@ -654,13 +676,14 @@ def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
   return max(1, min(T, round(scale * CHUNK_ELEMENTS / (B * H))))
 
 
-def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, remat, chunk=None):
+def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, reverse, unroll, remat, chunk=None):
   """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
 
   ``valid: (T, B)`` bool or None marks the steps within each sequence's
   length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
   its derivative cut (truncated BPTT); ``m: (B, H)`` or None is the recurrent-dropout mask, a constant
-  (no derivative flows to it). Evaluated without derivatives it is one
+  (no derivative flows to it); ``r: (T, B)`` bool or None marks the steps whose incoming carry is replaced by
+  ``rc`` (a carry, differentiable). Evaluated without derivatives it is one
   plain scan; its derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
@@ -668,30 +691,31 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, 
   K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
 
   @jax.custom_jvp
-  def run(p, carry, xs, valid, cut, m):
-    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, reverse=reverse, unroll=unroll)
+  def run(p, carry, xs, valid, cut, m, r, rc):
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, reverse=reverse, unroll=unroll)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
-    p, carry0, xs, valid, cut, m = primals
+    p, carry0, xs, valid, cut, m, r, rc = primals
     dp, dcarry0, dxs = tangents[:3]
+    drc = None if rc is None else _instantiate(tangents[7], rc)
     # Symbolic zeros stay symbolic (no products with zero tangents); the others go through the scans.
     dp_leaves, dp_tree = jax.tree.flatten(dp, is_leaf=lambda t: isinstance(t, SymbolicZero))
     live = [not _zero(t) for t in dp_leaves]
     dxs = None if _zero(dxs) else dxs
 
-    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m):
+    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
-      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, reverse=reverse, unroll=unroll)
+      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, r, rc, drc, reverse=reverse, unroll=unroll)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
     live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
     wt = jnp.transpose(p.w_h)  # once per sequence, not per chunk
 
     def chunk(state, inp):
-      (carry, dcarry), (x, dx, v, c) = state, inp
-      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m)
+      (carry, dcarry), (x, dx, v, c, r) = state, inp
+      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc)
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
@@ -699,7 +723,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, 
       return _over_chunks(chunk, state, inp, steps, K, reverse=reverse)
 
     state = (carry0, _instantiate(dcarry0, carry0))
-    inputs = (xs, dxs, valid, cut)
+    inputs = (xs, dxs, valid, cut, r)
     if not remat:
       state, (ys, dys) = chunks(state, inputs, T)
     else:
@@ -715,7 +739,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, *, reverse, unroll, 
     return _canonical((carry, ys)), _canonical((dcarry, dys))
 
   run.defjvp(run_jvp, symbolic_zeros=True)
-  return run(params, carry, xs, valid, cut, m)
+  return run(params, carry, xs, valid, cut, m, r, rc)
 
 
 def fused_spec(cell: Any) -> Any:
@@ -734,11 +758,15 @@ def unroll(
   unroll: int | bool,
   truncate: int | None,
   remat: bool | int,
+  resets: Array | None = None,
+  reset_carry: Carry | None = None,
 ) -> tuple[Carry, Array] | None:
   """The fast path of :func:`jaxrnn.unroll` on time-major ``xs``, or None where it does not apply.
 
   ``reverse`` scans from the last step to the first; with ``lengths`` the
   caller reverses the valid steps instead (as the reference path does).
+  ``resets: (T, *batch)`` bool or None marks the steps whose incoming carry
+  (in processing order) is ``reset_carry``, a carry shaped like ``carry``.
   """
   spec = fused_spec(cell)
   if spec is None:
@@ -767,6 +795,10 @@ def unroll(
   if m is not None:
     h0 = jax.tree.leaves(c)[0]
     m = jnp.broadcast_to(m, batch_shape + h0.shape[-1:]).reshape(h0.shape).astype(h0.dtype)
-  c, ys = sequence(kernel, params, x, c, valid, cut, m, reverse=reverse, unroll=unroll, remat=remat)
+  r = rc = None
+  if resets is not None:
+    r = resets.reshape(T, B)
+    rc = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), reset_carry)
+  c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])

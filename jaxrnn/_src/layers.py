@@ -31,6 +31,7 @@ class LayerApplyFn(Protocol):
     *,
     lengths: Array | None = None,
     mask: Array | None = None,
+    resets: Array | None = None,
     key: Array | None = None,
     time_major: bool | None = None,
   ) -> tuple[base.Carry, Array]: ...
@@ -43,12 +44,15 @@ class Layer(NamedTuple):
     init: ``init(key, input_size) -> params``.
     initial_carry: ``initial_carry(batch_shape=(), dtype=jnp.float32) -> carry``.
     apply: ``apply(params, xs, carry=None, *, lengths=None, mask=None,
-      key=None, time_major=None) -> (final_carry, ys)``. ``xs`` is
+      resets=None, key=None, time_major=None) -> (final_carry, ys)``. ``xs`` is
       ``(T, *batch, input_size)`` (or ``(*batch, T, input_size)`` when the
       layer was built with ``time_major=False`` or ``time_major=False`` is
       passed). ``lengths`` and ``mask`` mark the steps to run as in
-      :func:`jaxrnn.unroll`. ``key`` turns dropout on (training); without it
-      the layer is deterministic (inference).
+      :func:`jaxrnn.unroll`; ``resets`` marks where new sequences start, as
+      there, and every recurrence restarts there from its cell's initial
+      carry (in a bidirectional layer the backward one too, at the step
+      before). ``key`` turns dropout on (training); without it the layer is
+      deterministic (inference).
   """
 
   init: base.InitFn
@@ -60,7 +64,7 @@ LayerLike = Layer | base.Cell
 
 
 def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool) -> LayerApplyFn:
-  def apply_fn(params, xs, carry=None, *, lengths=None, mask=None, key=None, time_major=None):
+  def apply_fn(params, xs, carry=None, *, lengths=None, mask=None, resets=None, key=None, time_major=None):
     tm = default_time_major if time_major is None else time_major
     xs = unroll_lib.check_sequence(xs, time_major=tm)
     if not tm:
@@ -69,9 +73,13 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
       lengths = unroll_lib.check_lengths(lengths, tuple(xs.shape[1:-1]), xs.shape[0])
     if mask is not None:
       mask = unroll_lib.check_mask(mask, tuple(xs.shape[1:-1]), xs.shape[0], time_major=tm)
+    if resets is not None:
+      resets = unroll_lib.check_mask(
+        resets, tuple(xs.shape[1:-1]), xs.shape[0], time_major=tm, name="resets", meaning=unroll_lib.RESETS_MEANING
+      )
     if key is not None and not isinstance(key, jax.Array):
       raise base.InputTypeError(f"key must be a PRNG key array (jax.random.key), got {type(key).__name__}")
-    carry, ys = apply_tm(params, xs, carry, lengths=lengths, mask=mask, key=key)
+    carry, ys = apply_tm(params, xs, carry, lengths=lengths, mask=mask, resets=resets, key=key)
     if not tm:
       ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys
@@ -79,10 +87,10 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
   return apply_fn
 
 
-def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, key) -> tuple[base.Carry, Array]:
-  """A composite layer's call of a child on time-major ``xs``; ``mask`` is passed only when given, so a
-  hand-written Layer whose ``apply`` predates it still composes."""
-  extra = {} if mask is None else {"mask": mask}
+def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, resets, key) -> tuple[base.Carry, Array]:
+  """A composite layer's call of a child on time-major ``xs``; ``mask`` and ``resets`` are passed only when
+  given, so a hand-written Layer whose ``apply`` predates them still composes."""
+  extra = {name: v for name, v in (("mask", mask), ("resets", resets)) if v is not None}
   return layer.apply(params, xs, carry, lengths=lengths, key=key, time_major=True, **extra)
 
 
@@ -187,13 +195,15 @@ def rnn(
   if recurrent_dropout > 0.0:
     _check_recurrent_mask_support(cell)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
     run_cell = cell
     if key is not None and recurrent_dropout > 0.0:
       hidden = jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))[0].shape[-1]
       ones = jnp.ones(tuple(xs.shape[1:-1]) + (hidden,), xs.dtype)
       run_cell = with_recurrent_mask(cell, dropout(key, ones, recurrent_dropout))
-    return unroll_lib.unroll(run_cell, params, xs, carry, lengths=lengths, mask=mask, reverse=reverse, unroll=unroll)
+    return unroll_lib.unroll(
+      run_cell, params, xs, carry, lengths=lengths, mask=mask, resets=resets, reverse=reverse, unroll=unroll
+    )
 
   return Layer(cell.init, cell.initial_carry, _time_major_wrapper(apply_tm, time_major))
 
@@ -288,7 +298,7 @@ def stacked(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, ...]:
     return tuple(child.initial_carry(batch_shape, dtype) for child in children)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
     if not isinstance(params, tuple) or len(params) != len(children):
       raise base.InputError(f"params must be a tuple of {len(children)} layers' params")
     if carry is None:
@@ -298,7 +308,7 @@ def stacked(
     for n, (child, p, c, k) in enumerate(zip(children, params, carry, keys)):
       if n > 0 and k is not None and dropout > 0.0:
         xs = _dropout(jax.random.fold_in(k, 0), xs, dropout, broadcast_time=variational)
-      c, xs = _apply_child(child, p, xs, c, lengths=lengths, mask=mask, key=k)
+      c, xs = _apply_child(child, p, xs, c, lengths=lengths, mask=mask, resets=resets, key=k)
       carries.append(c)
     return tuple(carries), xs
 
@@ -341,11 +351,11 @@ def bidirectional(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, Any]:
     return fwd.initial_carry(batch_shape, dtype), bwd.initial_carry(batch_shape, dtype)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
     cf, cb = (None, None) if carry is None else carry
     kf, kb = jax.random.split(key) if key is not None else (None, None)
-    cf, yf = _apply_child(fwd, params[0], xs, cf, lengths=lengths, mask=mask, key=kf)
-    cb, yb = _apply_child(bwd, params[1], xs, cb, lengths=lengths, mask=mask, key=kb)
+    cf, yf = _apply_child(fwd, params[0], xs, cf, lengths=lengths, mask=mask, resets=resets, key=kf)
+    cb, yb = _apply_child(bwd, params[1], xs, cb, lengths=lengths, mask=mask, resets=resets, key=kb)
     if merge == "concat":
       ys = jnp.concatenate([yf, yb], axis=-1)
     else:

@@ -50,20 +50,79 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], T: int, *, name: s
   return lengths
 
 
-def check_mask(mask: Any, batch_shape: tuple[int, ...], T: int, *, time_major: bool = True) -> Array:
+def check_mask(
+  mask: Any,
+  batch_shape: tuple[int, ...],
+  T: int,
+  *,
+  time_major: bool = True,
+  name: str = "mask",
+  meaning: str = "True: process the step",
+) -> Array:
   """Checks ``mask`` is a boolean array of shape ``(T, *batch)`` (``(*batch, T)`` if not ``time_major``).
 
-  Returns it time-major.
+  Returns it time-major. ``name`` and ``meaning`` go into the error messages.
   """
   if not hasattr(mask, "shape"):
     mask = jnp.asarray(mask)
   expected = (T, *batch_shape) if time_major else (*batch_shape, T)
   layout = "(T, *batch)" if time_major else "(*batch, T)"
   if mask.dtype != jnp.bool_:
-    raise base.InputTypeError(f"mask must be a boolean array (True: process the step), got dtype {mask.dtype}")
+    raise base.InputTypeError(f"{name} must be a boolean array ({meaning}), got dtype {mask.dtype}")
   if tuple(mask.shape) != expected:
-    raise base.InputError(f"mask must have shape {layout} = {expected} to match xs, got shape {tuple(mask.shape)}")
+    raise base.InputError(f"{name} must have shape {layout} = {expected} to match xs, got shape {tuple(mask.shape)}")
   return mask if time_major else jnp.moveaxis(mask, -1, 0)
+
+
+RESETS_MEANING = "True: a new sequence starts at the step"
+
+
+def check_reset_carry(reset_carry: Any, carry: Any) -> Any:
+  """Checks ``reset_carry`` has the structure of ``carry`` with leaves that broadcast to its leaves' shapes.
+
+  Returns it broadcast to them, in their dtypes.
+  """
+  want: Any = jax.tree.structure(carry)
+  got: Any = jax.tree.structure(reset_carry)
+  if want != got:
+    raise base.InputError(f"reset_carry must have the structure of the carry, {want}, got {got}")
+  out = []
+  for i, (r, c) in enumerate(zip(jax.tree.leaves(reset_carry), jax.tree.leaves(carry))):
+    r_shape = tuple(getattr(r, "shape", ()))
+    try:
+      ok = len(r_shape) <= c.ndim and np.broadcast_shapes(r_shape, c.shape) == tuple(c.shape)
+    except ValueError:
+      ok = False
+    if not ok:
+      raise base.InputError(
+        f"reset_carry leaf {i} has shape {r_shape}, which does not broadcast to the carry's {tuple(c.shape)}"
+      )
+    out.append(jnp.broadcast_to(jnp.asarray(r, c.dtype), c.shape))
+  return jax.tree.unflatten(want, out)
+
+
+def boundaries_at_kept(resets: Array, mask: Array) -> Array:
+  """Where ``mask: (T, *batch)`` keeps a step, whether ``resets`` has a True at it or at a skipped step since the
+  previous kept step: the sequence boundaries between consecutive kept steps, attached to the later one."""
+  count = jnp.cumsum(resets, axis=0, dtype=jnp.int32)
+  at_kept = jax.lax.cummax(jnp.where(mask, count, 0), axis=0)
+  before = jnp.concatenate([jnp.zeros_like(at_kept[:1]), at_kept[:-1]])  # the count at the previous kept step
+  return mask & (count > before)
+
+
+def entering_resets(resets: Array, lengths: Array | None, reverse: bool) -> Array:
+  """Turns ``resets`` (True at the first step of a new sequence) into the steps whose incoming carry is reset, in
+  the order the scan gets its inputs: the same steps scanning forward; scanning in reverse, the step before each
+  one (the carry from step t must not reach step t - 1), within each sequence's length, and with ``lengths``
+  reordered as :func:`reverse_valid` reorders the inputs."""
+  if not reverse:
+    return resets
+  before = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
+  if lengths is None:
+    return before
+  T = resets.shape[0]
+  before = before & (jnp.arange(1, T + 1).reshape((T,) + (1,) * lengths.ndim) < lengths[None])
+  return reverse_valid(before, lengths)
 
 
 def within_lengths(mask: Array, lengths: Array | None) -> Array:
@@ -80,14 +139,19 @@ def take_steps(a: Array, idx: Array) -> Array:
   return jnp.take_along_axis(a, idx, axis=0)
 
 
-def _unroll_masked(cell, params, xs, carry, mask, lengths, **options):
+def _unroll_masked(cell, params, xs, carry, mask, lengths, resets, reset_carry, **options):
   """:func:`unroll` with a mask, on time-major ``xs``: the kept steps of each sequence are moved to its front
   (a stable sort keeps their order), which makes a right-padded sequence of ``mask.sum(0)`` steps; both paths
-  run that, and the outputs go back to their steps (zeros at the skipped ones)."""
+  run that, and the outputs go back to their steps (zeros at the skipped ones). A reset at a skipped step
+  moves to the next kept step (:func:`boundaries_at_kept`)."""
   mask = within_lengths(mask, lengths)
   order = jnp.argsort(jnp.logical_not(mask).astype(jnp.int8), axis=0, stable=True)
   kept = jnp.sum(mask, axis=0, dtype=jnp.int32)
-  carry, ys = unroll(cell, params, take_steps(xs, order), carry, lengths=kept, **options)
+  if resets is not None:
+    resets = take_steps(boundaries_at_kept(resets, mask), order)
+  carry, ys = unroll(
+    cell, params, take_steps(xs, order), carry, lengths=kept, resets=resets, reset_carry=reset_carry, **options
+  )
   back = jnp.argsort(order, axis=0)
   return carry, jax.tree.map(lambda v: take_steps(v, back), ys)
 
@@ -133,6 +197,8 @@ def unroll(
   *,
   lengths: Array | None = None,
   mask: Array | None = None,
+  resets: Array | None = None,
+  reset_carry: base.Carry | None = None,
   reverse: bool = False,
   time_major: bool = True,
   unroll: int | bool | None = None,
@@ -158,6 +224,18 @@ def unroll(
       unchanged and their outputs are zeros, as if the step were not in the
       sequence. With ``lengths`` too, a step runs where both allow it.
       ``truncate`` then counts the steps that run.
+    resets: optional boolean ``(T, *batch)`` (``(*batch, T)`` if not
+      ``time_major``), True where a new sequence starts (an episode boundary
+      in reinforcement learning, Haiku's ``ResetCore``): nothing passes
+      between step ``t - 1`` and step ``t``. Scanning forward, the carry that
+      enters step ``t`` is replaced by ``reset_carry`` (at ``t = 0``, the given
+      initial carry is); scanning in reverse, the carry that enters step
+      ``t - 1`` is. A True at a step that does not run (``mask`` False or
+      past the length) separates the steps that run around it. Gradients do
+      not cross a reset.
+    reset_carry: the carry a reset starts from, shaped like ``carry`` or
+      broadcastable to it (e.g. one learned carry for every sequence); None:
+      ``cell.initial_carry`` (zeros). Its gradient sums over the resets.
     reverse: run from the last valid step to the first. Outputs come back in
       input order; with ``lengths`` only the valid part is reversed (with
       ``mask``, the steps that run, in reverse order).
@@ -222,15 +300,36 @@ def unroll(
     carry = cell.initial_carry(batch_shape, xs.dtype)
   if lengths is not None:
     lengths = check_lengths(lengths, batch_shape, T)
+  if resets is not None:
+    resets = check_mask(resets, batch_shape, T, time_major=time_major, name="resets", meaning=RESETS_MEANING)
+    reset_carry = check_reset_carry(
+      cell.initial_carry(batch_shape, xs.dtype) if reset_carry is None else reset_carry, carry
+    )
+  elif reset_carry is not None:
+    raise base.InputError("reset_carry is given without resets: pass resets=, True where a new sequence starts")
   if mask is not None:
     mask = check_mask(mask, batch_shape, T, time_major=time_major)
     carry, ys = _unroll_masked(
-      cell, params, xs, carry, mask, lengths, reverse=reverse, unroll=unroll, truncate=truncate, remat=remat, impl=impl
+      cell,
+      params,
+      xs,
+      carry,
+      mask,
+      lengths,
+      resets,
+      reset_carry,
+      reverse=reverse,
+      unroll=unroll,
+      truncate=truncate,
+      remat=remat,
+      impl=impl,
     )
     if not time_major:
       ys = jax.tree.map(lambda v: jnp.moveaxis(v, 0, -2), ys)
     return carry, ys
 
+  if resets is not None:  # from here on: the steps whose incoming carry is reset, in the scan's input order
+    resets = entering_resets(resets, lengths, reverse)
   if impl != "reference":
     # With lengths, reverse each sequence's valid steps, then scan forward.
     flip = lengths if reverse and lengths is not None else None
@@ -244,6 +343,8 @@ def unroll(
       unroll=unroll,
       truncate=truncate,
       remat=remat,
+      resets=resets,
+      reset_carry=reset_carry,
     )
     if out is not None:
       carry, ys = out
@@ -261,14 +362,16 @@ def unroll(
 
   apply = functools.partial(cell.apply, params)
 
-  def step(carry: base.Carry, inp: tuple[Array, Array]) -> tuple[base.Carry, Array]:
-    x, t = inp
+  def step(carry: base.Carry, inp: tuple[Array, Array, Array | None]) -> tuple[base.Carry, Array]:
+    x, t, r = inp
     carry_in = carry
     if truncate is not None:
       # Cut before processed steps k, 2k, ...; not before the first, so the initial carry keeps its
       # gradient (truncate >= T is full BPTT).
       cut = (t > 0) & (t % truncate == 0)
       carry_in = jax.tree.map(lambda c: jnp.where(cut, jax.lax.stop_gradient(c), c), carry)
+    if r is not None:
+      carry_in = jax.tree.map(lambda c, rc: jnp.where(_expand(r, c), rc, c), carry_in, reset_carry)
     new_carry, y = apply(carry_in, x)
     if lengths is not None:
       valid = t < lengths
@@ -285,11 +388,11 @@ def unroll(
   if lengths is None:
     # Processing-order step index, so `truncate` counts from the first processed step.
     ts = jnp.arange(T)[::-1] if reverse else jnp.arange(T)
-    carry, ys = scan(carry, (xs, ts), reverse)
+    carry, ys = scan(carry, (xs, ts, resets), reverse)
   else:
     if reverse:
       xs = reverse_valid(xs, lengths)
-    carry, ys = scan(carry, (xs, jnp.arange(T)), False)
+    carry, ys = scan(carry, (xs, jnp.arange(T), resets), False)
     if reverse:
       ys = jax.tree.map(lambda v: reverse_valid(v, lengths), ys)
   if not time_major:
