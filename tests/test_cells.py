@@ -85,7 +85,7 @@ def layer_norm(v, p, eps=1e-5):
   return (v - mean) / np.sqrt(((v - mean) ** 2).mean(-1, keepdims=True) + eps) * p.scale + p.shift
 
 
-def ref_lstm(forget_gate, peepholes, norm=False):
+def ref_lstm(forget_gate, peepholes, norm=False, proj=False):
   names = "ifgo" if forget_gate else "igo"
 
   def step(p, carry, x):
@@ -104,6 +104,8 @@ def ref_lstm(forget_gate, peepholes, norm=False):
     c_new = (sigmoid(pre["f"]) * c if forget_gate else c) + i * g
     zo = pre["o"] + (p.w_peep[-1] * c_new if peepholes else 0.0)
     h_new = sigmoid(zo) * np.tanh(layer_norm(c_new, p.norm.c) if norm else c_new)
+    if proj:  # Sak et al. 2014: the output and the recurrent state are projected to P units
+      h_new = h_new @ p.w_proj
     return jaxrnn.LSTMCarry(h_new, c_new), h_new  # the carry keeps c' itself, not LN(c')
 
   return step
@@ -178,14 +180,18 @@ def _lstm1997_spec(output_gate=True, bias="all", truncated=False):
   )
 
 
-def _lstm_shapes(G, peepholes, norm=False):
+PJ = 2  # proj_size of the projected LSTMs
+
+
+def _lstm_shapes(G, peepholes, norm=False, proj=False):
   ln = lambda n: jaxrnn.LayerNormParams((n,), (n,))  # noqa: E731
   return {
     "w_x": (I, G * H),
-    "w_h": (H, G * H),
+    "w_h": (PJ if proj else H, G * H),
     "b": (G * H,),
     "w_peep": (G - 1, H) if peepholes else None,
     "norm": jaxrnn.LSTMNorm(ln(G * H), ln(G * H), ln(H)) if norm else None,
+    "w_proj": (H, PJ) if proj else None,
   }
 
 
@@ -223,6 +229,15 @@ SPECS: dict[str, Spec] = {
   ),
   "lstm_layer_norm": Spec(
     jaxrnn.lstm(H, layer_norm=True), ref_lstm(True, False, True), H, _lstm_shapes(4, False, True)
+  ),
+  "lstm_proj": Spec(
+    jaxrnn.lstm(H, proj_size=PJ), ref_lstm(True, False, proj=True), PJ, _lstm_shapes(4, False, proj=True)
+  ),
+  "lstm_proj_layer_norm_peepholes": Spec(  # the reference path (the fast path has no such kernel)
+    jaxrnn.lstm(H, proj_size=PJ, layer_norm=True, peepholes=True),
+    ref_lstm(True, True, True, proj=True),
+    PJ,
+    _lstm_shapes(4, True, True, proj=True),
   ),
   "lstm_layer_norm_peepholes_no_forget_gate": Spec(
     jaxrnn.lstm(H, layer_norm=True, peepholes=True, forget_gate=False),

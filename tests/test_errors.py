@@ -201,10 +201,15 @@ def test_params_of_another_cell_or_with_other_options():
     run(CELLS["gru"], PARAMS["gru"]._asdict())
   # Without these checks, peephole weights were silently ignored or silently missing.
   peep = jaxrnn.lstm(H, peepholes=True)
-  with pytest.raises(ValueError, match=r"params.w_peep must be None for this cell .*e.g. bias, peepholes or"):
+  with pytest.raises(ValueError, match=r"params.w_peep must be None for this cell .*e.g. bias, peepholes, layer_norm"):
     run(CELLS["lstm"], peep.init(KEY, I))
   with pytest.raises(ValueError, match=r"params.w_peep is None, but this cell needs an array of shape \(3, 4\)"):
     run(peep, PARAMS["lstm"])
+  proj = jaxrnn.lstm(H, proj_size=2)
+  with pytest.raises(ValueError, match=r"params.w_proj must be None for this cell .*layer_norm or proj_size\?"):
+    run(CELLS["lstm"], proj.init(KEY, I))
+  with pytest.raises(ValueError, match=r"params.w_proj is None, but this cell needs an array of shape \(4, 2\)"):
+    run(proj, PARAMS["lstm"])
   with pytest.raises(ValueError, match=r"params.b is None, but this cell needs an array of shape \(12,\)"):
     run(CELLS["gru"], PARAMS["gru"]._replace(b=None))
   with pytest.raises(ValueError, match=r"params.b_cell must be None for this cell"):
@@ -277,6 +282,7 @@ def test_bad_batch_shape_and_carry_dtype():
     (lambda: jaxrnn.elman(0), ValueError, r"hidden_size must be >= 1, got 0"),
     (lambda: jaxrnn.lstm(2.5), TypeError, r"hidden_size must be an int, got float 2.5"),
     (lambda: jaxrnn.gru(True), TypeError, r"hidden_size must be an int, got bool True"),
+    (lambda: jaxrnn.lstm(4, proj_size=0), ValueError, r"proj_size must be >= 1, got 0"),
     (lambda: jaxrnn.lstm1997(0, 2), ValueError, r"num_blocks must be >= 1, got 0"),
     (lambda: jaxrnn.lstm1997(2, -1), ValueError, r"block_size must be >= 1, got -1"),
     (lambda: jaxrnn.lstm1997(2, 2, init_scale=-0.1), ValueError, r"init_scale must be >= 0, got -0.1"),

@@ -38,6 +38,8 @@ CELLS = {
   "lstm_no_forget_peepholes_no_bias": jaxrnn.lstm(H, forget_gate=False, peepholes=True, bias=False),
   "lstm_layer_norm": jaxrnn.lstm(H, layer_norm=True),
   "lstm_layer_norm_no_forget_no_bias": jaxrnn.lstm(H, layer_norm=True, forget_gate=False, bias=False),
+  "lstm_proj": jaxrnn.lstm(H, proj_size=2),
+  "lstm_proj_peepholes_no_forget": jaxrnn.lstm(H, proj_size=7, peepholes=True, forget_gate=False),
 }
 LENGTHS = np.array([T, 4, 0])
 OPTIONS = {
@@ -120,7 +122,9 @@ def test_every_cell_is_recognised():
 # Every cell with truncation, lengths and reverse; without any option (no valid-step mask, no cut), one cell per
 # kernel code path (the cells' other options share those lines).
 EVERY_CELL_CASES = [(n, "truncate_lengths_reverse") for n in sorted(CELLS)]
-EVERY_CELL_CASES += [(n, "plain") for n in ("elman", "gru", "gru_reset_before", "mgu", "lstm", "lstm_peepholes")]
+EVERY_CELL_CASES += [
+  (n, "plain") for n in ("elman", "gru", "gru_reset_before", "mgu", "lstm", "lstm_peepholes", "lstm_proj")
+]
 EVERY_CELL_CASES += [("lstm_layer_norm", "plain")]
 
 
@@ -217,6 +221,7 @@ RESET_CASES = [
   for n in ("elman_relu_no_bias", "gru_reset_before", "mgu", "mgu_no_reset", "lstm_no_forget", "lstm_layer_norm")
 ]
 RESET_CASES += [("lstm", "remat_sqrt_reverse_lengths"), ("gru", "batch_major_unroll"), ("elman", "truncate")]
+RESET_CASES += [("lstm_proj", "remat_sqrt_reverse_lengths")]
 
 
 @pytest.mark.parametrize(("name", "option"), RESET_CASES, ids=[f"{o}-{n}" for n, o in RESET_CASES])

@@ -297,6 +297,7 @@ RECURRENT_CELLS = {
   "mgu": jaxrnn.mgu(4),
   "lstm": jaxrnn.lstm(4),
   "lstm_peepholes_layer_norm": jaxrnn.lstm(4, peepholes=True, layer_norm=True),
+  "lstm_proj": jaxrnn.lstm(6, proj_size=4),  # the mask acts on the projected h
   "time_decay_gru": jaxrnn.time_decay(jaxrnn.gru(4)),
   "grud": jaxrnn.grud(4, I, x_mean=jnp.array([0.3, -0.2])),
   "lstm1997": jaxrnn.lstm1997(2, 2, truncated_gradient=True, init_scale=0.5),  # 4 cell outputs

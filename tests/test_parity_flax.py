@@ -232,6 +232,10 @@ def test_errors_name_what_was_received():
     interop.to_flax(_params_of(jaxrnn.dense(3)))
   with pytest.raises(ValueError, match="peepholes"):
     interop.to_flax(_params_of(jaxrnn.lstm(H, peepholes=True)))
+  with pytest.raises(ValueError, match=r"layer norms \(norm\): an lstm\(layer_norm=True\)"):
+    interop.to_flax(_params_of(jaxrnn.lstm(H, layer_norm=True)))
+  with pytest.raises(ValueError, match=r"a projection \(w_proj\): an lstm\(proj_size=\.\.\.\)"):
+    interop.to_flax(_params_of(jaxrnn.lstm(H, proj_size=2)))
   with pytest.raises(ValueError, match="3 gates"):
     interop.to_flax(_params_of(jaxrnn.lstm(H, forget_gate=False)))
   with pytest.raises(ValueError, match="reset_after=False"):

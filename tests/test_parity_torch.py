@@ -36,6 +36,13 @@ KINDS = {
   "gru": lambda **kw: torch.nn.GRU(I, H, **kw),
   "lstm": lambda **kw: torch.nn.LSTM(I, H, **kw),
 }
+P = 3  # proj_size of the LSTM with a projection (Sak et al. 2014): outputs and h of size P, c of size H
+PROJ_KINDS = {"lstm_proj": lambda **kw: torch.nn.LSTM(I, H, proj_size=P, **kw)}
+
+
+def _out_size(kind: str) -> int:
+  return P if kind == "lstm_proj" else H
+
 
 # Each configuration exercises several options at once to keep the number of compilations down.
 CONFIGS = {
@@ -49,7 +56,7 @@ CONFIGS = {
 
 def _make(kind: str, seed: int = 0, **config) -> torch.nn.Module:
   torch.manual_seed(seed)
-  return KINDS[kind](**config)  # torch's default init: every weight and bias uniform in +-1/sqrt(H)
+  return {**KINDS, **PROJ_KINDS}[kind](**config)  # torch's default init: every weight and bias uniform in +-1/sqrt(H)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -80,8 +87,9 @@ def _torch_grads_in_jaxrnn_layout(module: torch.nn.Module, kind: str) -> tuple:
         b = b_ih
     if kind == "gru":
       return jaxrnn.GRUParams(w_x, w_h, b, b_hn)
-    if kind == "lstm":
-      return jaxrnn.LSTMParams(w_x, w_h, b, None)
+    if kind.startswith("lstm"):
+      w_proj = g("weight_hr").T if kind == "lstm_proj" else None
+      return jaxrnn.LSTMParams(w_x, w_h, b, None, None, w_proj)
     return jaxrnn.ElmanParams(w_x, w_h, b)
 
   layers = []
@@ -116,11 +124,12 @@ def _check_parity(kind: str, config: dict, *, lengths: np.ndarray | None, with_h
   L, D = module.num_layers, 2 if module.bidirectional else 1
   rng = np.random.default_rng(1)
   xs = rng.standard_normal((B, T, I) if bf else (T, B, I)).astype(np.float32)
-  out_shape = (B, T, D * H) if bf else (T, B, D * H)
+  lstm, out = kind.startswith("lstm"), _out_size(kind)
+  out_shape = (B, T, D * out) if bf else (T, B, D * out)
   r_out = rng.standard_normal(out_shape).astype(np.float32)
-  n_state = 2 if kind == "lstm" else 1
-  r_state = tuple(rng.standard_normal((L * D, B, H)).astype(np.float32) for _ in range(n_state))
-  h0 = tuple(rng.standard_normal((L * D, B, H)).astype(np.float32) for _ in range(n_state)) if with_h0 else None
+  state_sizes = (out, H) if lstm else (H,)  # h_n (and c_n)
+  r_state = tuple(rng.standard_normal((L * D, B, n)).astype(np.float32) for n in state_sizes)
+  h0 = tuple(rng.standard_normal((L * D, B, n)).astype(np.float32) for n in state_sizes) if with_h0 else None
 
   # torch
   xs_t = torch.tensor(xs, requires_grad=True)
@@ -131,7 +140,7 @@ def _check_parity(kind: str, config: dict, *, lengths: np.ndarray | None, with_h
   if h0_t is None:
     out_t, state_t = module(inp)
   else:
-    out_t, state_t = module(inp, h0_t if kind == "lstm" else h0_t[0])
+    out_t, state_t = module(inp, h0_t if lstm else h0_t[0])
   if lengths is not None:
     out_t, _ = pad_packed_sequence(out_t, batch_first=bf, total_length=T)
   state_t = state_t if isinstance(state_t, tuple) else (state_t,)
@@ -143,7 +152,7 @@ def _check_parity(kind: str, config: dict, *, lengths: np.ndarray | None, with_h
   # jaxrnn
   carry0 = None
   if with_h0:
-    carry0 = interop.from_torch_state(h0 if kind == "lstm" else h0[0], num_layers=L, bidirectional=module.bidirectional)
+    carry0 = interop.from_torch_state(h0 if lstm else h0[0], num_layers=L, bidirectional=module.bidirectional)
   fn = _jax_loss_fn(layer, bf)
   (loss, (ys, state)), (g_params, g_xs, g_carry) = fn(
     params, jnp.asarray(xs), carry0, None if lengths is None else jnp.asarray(lengths), r_out, r_state
@@ -185,6 +194,18 @@ def test_outputs_states_and_gradients_equal_torch(kind, config):
 @pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])  # relu differs from tanh only in the activation
 def test_variable_lengths_equal_pack_padded_sequence(kind, config):
   _check_parity(kind, config, lengths=LENGTHS, with_h0=False)
+
+
+# The LSTM with a projection: one cell (jaxrnn.unroll, the fast path) with an initial state, and a stacked
+# bidirectional layer with variable lengths (its upper layer reads the projected outputs of both directions).
+@pytest.mark.parametrize(
+  ("config", "lengths", "with_h0"),
+  [({}, None, True), (dict(num_layers=2, bidirectional=True, batch_first=True), LENGTHS, False)],
+  ids=["single", "multi_bidirectional_batch_first_lengths"],
+)
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_lstm_with_projection_equals_torch(config, lengths, with_h0):
+  _check_parity("lstm_proj", config, lengths=lengths, with_h0=with_h0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -288,12 +309,10 @@ def test_state_helpers_round_trip():
 def test_errors_name_what_was_received():
   with pytest.raises(TypeError, match=r"torch\.nn\.RNN.*got torch\.nn\.modules\.linear\.Linear"):
     interop.from_torch(torch.nn.Linear(I, H))
-  with pytest.raises(ValueError, match="proj_size=2"):
-    interop.from_torch(torch.nn.LSTM(I, H, proj_size=2))
   with pytest.raises(ValueError, match=r"state has shape \(2, 3, 6\), expected \(num_layers \* num_directions = 4"):
     interop.from_torch_state(np.zeros((2, B, H), np.float32), num_layers=2, bidirectional=True)
-  with pytest.raises(ValueError, match="h_0 and c_0 must have the same shape"):
-    interop.from_torch_state((np.zeros((1, B, H), np.float32), np.zeros((1, B, 2), np.float32)))
+  with pytest.raises(ValueError, match="h_0 and c_0 must have the same shape but for the last axis"):
+    interop.from_torch_state((np.zeros((1, B, H), np.float32), np.zeros((2, B, H), np.float32)))
   with pytest.raises(ValueError, match="carry mixes"):
     interop.to_torch_state((jnp.zeros((B, H)), jaxrnn.LSTMCarry(jnp.zeros((B, H)), jnp.zeros((B, H)))))
   with pytest.raises(ValueError, match=r"carry\[0\] must be"):
@@ -324,6 +343,7 @@ JAX_CELLS = {
   "rnn_relu": lambda **kw: jaxrnn.elman(H, nonlinearity="relu", **kw),
   "gru": lambda **kw: jaxrnn.gru(H, **kw),
   "lstm": lambda **kw: jaxrnn.lstm(H, **kw),
+  "lstm_proj": lambda **kw: jaxrnn.lstm(H, proj_size=P, **kw),
 }
 # (layers, bias, batch_first); a layer is "cell" or "pair" (jaxrnn.bidirectional of two cells).
 JAX_CONFIGS = {
@@ -356,6 +376,8 @@ TO_TORCH_CASES = [(k, c) for k in KINDS for c in ("single", "multi_bidirectional
   ("gru", "multi_no_bias_batch_first"),
   ("lstm", "single_no_bias_batch_first"),
   ("lstm", "multi_no_bias_batch_first"),
+  ("lstm_proj", "single"),
+  ("lstm_proj", "multi_bidirectional"),
 ]
 
 
@@ -365,8 +387,9 @@ def test_to_torch_module_computes_what_jaxrnn_computes(kind, config_name):
   net = _jaxrnn_net(kind, layers, bias, bf)
   params = _perturbed(net.init(jax.random.key(0), I), 1)
   module = jaxrnn.interop.to_torch(params, nonlinearity="relu" if kind == "rnn_relu" else "tanh", batch_first=bf)
-  expected_class = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}.get(kind, torch.nn.RNN)
+  expected_class = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "lstm_proj": torch.nn.LSTM}.get(kind, torch.nn.RNN)
   assert type(module) is expected_class
+  assert module.hidden_size == H and getattr(module, "proj_size", 0) == (P if kind == "lstm_proj" else 0)
   D = 2 if "pair" in layers else 1
   assert (module.num_layers, module.bidirectional, module.bias, module.batch_first) == (
     max(len(layers), 1),
@@ -377,9 +400,10 @@ def test_to_torch_module_computes_what_jaxrnn_computes(kind, config_name):
   rng = np.random.default_rng(2)
   xs = rng.standard_normal((B, T, I) if bf else (T, B, I)).astype(np.float32)
   L = max(len(layers), 1)
-  h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+  lstm = kind.startswith("lstm")
+  h0 = rng.standard_normal((L * D, B, _out_size(kind))).astype(np.float32)
   c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
-  torch_state = (torch.tensor(h0), torch.tensor(c0)) if kind == "lstm" else torch.tensor(h0)
+  torch_state = (torch.tensor(h0), torch.tensor(c0)) if lstm else torch.tensor(h0)
   carry0 = interop.from_torch_state(torch_state, num_layers=L, bidirectional=D == 2)
 
   with torch.no_grad():
@@ -391,7 +415,7 @@ def test_to_torch_module_computes_what_jaxrnn_computes(kind, config_name):
   _close(ys, out_t.numpy(), "outputs")
   state = interop.to_torch_state(final)
   for got, want, name in zip(
-    state if kind == "lstm" else (state,), state_t if kind == "lstm" else (state_t,), ("h_n", "c_n"), strict=False
+    state if lstm else (state,), state_t if lstm else (state_t,), ("h_n", "c_n"), strict=False
   ):
     _close(got, want.numpy(), name)
 
@@ -464,6 +488,11 @@ def test_to_torch_errors_name_what_torch_cannot_express():
       jaxrnn.interop.to_torch(params)
   with pytest.raises(ValueError, match=r"cell_module=True needs one cell's params, got a tuple over 2 layers"):
     jaxrnn.interop.to_torch((lstm_p, lstm_p), cell_module=True)
+  proj_p = jaxrnn.lstm(H, proj_size=P).init(jax.random.key(0), H)  # reads a layer of H outputs
+  with pytest.raises(ValueError, match=r"params\[1\] have proj_size 3, the first layer's None; torch needs one"):
+    jaxrnn.interop.to_torch((lstm_p, proj_p))
+  with pytest.raises(ValueError, match=r"params\.w_proj is set: an lstm\(proj_size=\.\.\.\); torch's LSTMCell has no"):
+    jaxrnn.interop.to_torch(proj_p, cell_module=True)
   with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1\.5"):
     jaxrnn.interop.to_torch(lstm_p, dropout=1.5)
   with pytest.raises(ValueError, match="nonlinearity"):

@@ -172,7 +172,7 @@ def check_params(params: Any, expected: Any, *, name: str = "params", what: str 
   matrix product or running without the missing weights.
   """
   check_params_type(params, type(expected), name=name, what=what)
-  other = f"were the params made by a {what} with other options, e.g. bias, peepholes or layer_norm?"
+  other = f"were the params made by a {what} with other options, e.g. bias, peepholes, layer_norm or proj_size?"
 
   def check_none(where: str, exp: Any, leaf: Any) -> None:
     if exp is None and leaf is not None:

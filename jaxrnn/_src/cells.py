@@ -392,10 +392,11 @@ class LSTMParams(NamedTuple):
   """Parameters of :func:`lstm`; gate order ``i, f, g, o`` (``i, g, o`` without forget gate)."""
 
   w_x: Array  # shape=(input_size, G*H), G = 4 (3 with forget_gate=False)
-  w_h: Array  # shape=(H, G*H)
+  w_h: Array  # shape=(P, G*H); P = proj_size, or H without a projection
   b: Array | None  # shape=(G*H,); PyTorch's b_ih + b_hh
   w_peep: Array | None  # shape=(G-1, H): diagonal peepholes c -> i, (f,) o; None unless peepholes
   norm: LSTMNorm | None = None  # layer normalisation (Ba et al. 2016); None unless layer_norm
+  w_proj: Array | None = None  # shape=(H, P): the output projection (Sak et al. 2014); None unless proj_size
 
 
 class LayerNormParams(NamedTuple):
@@ -450,6 +451,8 @@ def lstm(
   gate_bias: Mapping[str, Any] | None = None,
   layer_norm: bool = False,
   norm_eps: float = 1e-5,
+  proj_size: int | None = None,
+  proj_init: inits.Initializer = inits.lecun_normal(),
   param_dtype: Any = jnp.float32,
 ) -> base.Cell:
   r"""The long short-term memory cell.
@@ -479,6 +482,13 @@ def lstm(
   shift (init 0) in ``params.norm``. :func:`jaxrnn.unroll` runs them on its
   fast path too, except with peepholes (reference ``lax.scan`` path).
 
+  With ``proj_size=P`` it is the LSTM with a recurrent projection layer of Sak,
+  Senior & Beaufays (2014), PyTorch's ``nn.LSTM(proj_size=P)``: the output
+  and the recurrent state are :math:`h' = (o \odot \tanh(c')) W_r` of size
+  ``P`` (``params.w_proj = W_r: (H, P)``), so ``w_h`` is ``(P, G H)`` while the
+  cell state keeps ``H`` units. Without layer norm and peepholes it runs on
+  the fast path.
+
   Args:
     hidden_size: ``H``.
     forget_gate: whether the forget gate exists.
@@ -492,11 +502,15 @@ def lstm(
       ``"o"``), each a scalar or an ``(H,)`` array; overrides ``forget_bias``.
     layer_norm: whether the layer normalisations exist (``params.norm``).
     norm_eps: the variance floor of each normalisation.
+    proj_size: ``P``, the size of the projected output and recurrent state
+      (``0 < P < H`` in PyTorch; any positive size here); None: no projection.
+    proj_init: initialiser of ``w_proj``.
     param_dtype: dtype of every parameter.
 
   Returns:
     A :class:`jaxrnn.Cell` with params :class:`LSTMParams`, carry
-    :class:`LSTMCarry` and output ``y = h: (*batch, H)``.
+    :class:`LSTMCarry` (``h: (*batch, P)``, ``c: (*batch, H)``) and output
+    ``y = h: (*batch, P)``, ``P = H`` without a projection.
 
   Example:
     >>> import jax, jax.numpy as jnp, jaxrnn
@@ -505,6 +519,10 @@ def lstm(
     >>> carry, ys = jaxrnn.unroll(cell, params, jnp.ones((5, 2, 3)))
     >>> ys.shape, carry.c.shape
     ((5, 2, 8), (2, 8))
+    >>> proj = jaxrnn.lstm(8, proj_size=3)                 # PyTorch's LSTM(3, 8, proj_size=3)
+    >>> carry, ys = jaxrnn.unroll(proj, proj.init(jax.random.key(0), 3), jnp.ones((5, 2, 3)))
+    >>> ys.shape, carry.h.shape, carry.c.shape
+    ((5, 2, 3), (2, 3), (2, 8))
 
   References:
     Hochreiter & Schmidhuber, "Long short-term memory", 1997; Gers,
@@ -513,10 +531,13 @@ def lstm(
     normalization", 2016.
   """
   base.check_positive_int("hidden_size", hidden_size)
+  if proj_size is not None:
+    base.check_positive_int("proj_size", proj_size)
   if not isinstance(norm_eps, int | float) or isinstance(norm_eps, bool) or not norm_eps > 0:
     raise base.InputError(f"norm_eps must be a number > 0, got {norm_eps!r}")
   param_dtype = base.check_floating_dtype("param_dtype", param_dtype)
   H = hidden_size
+  P = H if proj_size is None else proj_size
   gates = ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
   G = len(gates)
   overrides = dict(gate_bias or {})
@@ -528,18 +549,20 @@ def lstm(
     kx, kh, kb, kp = jax.random.split(key, 4)
     if not bias and gate_bias:
       raise ValueError("gate_bias was given but bias=False")
+    kr = jax.random.fold_in(key, 4)  # the projection's own key; the others are drawn as without one
     return LSTMParams(
       w_x=inits.per_gate(kx, kernel_init, (input_size, G * H), G, param_dtype),
-      w_h=inits.per_gate(kh, recurrent_init, (H, G * H), G, param_dtype),
+      w_h=inits.per_gate(kh, recurrent_init, (P, G * H), G, param_dtype),
       b=inits.gate_biases(kb, H, gates, bias_init, overrides, param_dtype) if bias else None,
       w_peep=peephole_init(kp, (G - 1, H), param_dtype) if peepholes else None,
       norm=_lstm_norm(G * H, H, param_dtype) if layer_norm else None,
+      w_proj=None if proj_size is None else proj_init(kr, (H, P), param_dtype),
     )
 
   params_spec = base.params_spec(init_fn)
 
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> LSTMCarry:
-    return LSTMCarry(_zeros_carry(H, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
+    return LSTMCarry(_zeros_carry(P, batch_shape, dtype), _zeros_carry(H, batch_shape, dtype))
 
   def apply_fn(
     params: LSTMParams, carry: LSTMCarry, x: Array, *, recurrent_mask: Array | None = None
@@ -567,10 +590,12 @@ def lstm(
     if p is not None:
       zo = zo + _bcast(p[-1], c) * c
     h = jax.nn.sigmoid(zo) * jnp.tanh(c if n is None else _layer_norm(c, n.c, norm_eps))
+    if params.w_proj is not None:
+      h = h @ params.w_proj
     return LSTMCarry(h, c), h
 
   apply_fn = _with_recurrent_mask(apply_fn)
-  if layer_norm and peepholes:  # the fast path's normalised kernel has no peepholes
+  if layer_norm and (peepholes or proj_size is not None):  # the fast path's normalised kernel has neither
     return base.Cell(init_fn, initial_carry_fn, apply_fn)
   if layer_norm:
     fast = _with_fast_path(apply_fn, "lstm_ln", hidden_size=H, forget_gate=forget_gate, eps=float(norm_eps))

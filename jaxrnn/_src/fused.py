@@ -396,6 +396,8 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       o = _sigmoid(blk(z, O_) + _row(w[-1]) * c)
       s = jnp.concatenate([*gates, sg, o], axis=-1)
     h = o * jnp.tanh(c)
+    if p.w_proj is not None:  # the LSTM with a projection (Sak et al. 2014)
+      h = h @ p.w_proj
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
   def knowns(p, carry0, saved, m, reset):
@@ -403,20 +405,27 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     c_prev = _shift(c, carry0, reset, _carry_c)
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     tc = jnp.tanh(c)
-    h_prev = _shift(o * tc, carry0, reset, _carry_h)
+    out = o * tc  # h, before a projection
+    h_prev = _shift(out if p.w_proj is None else out @ p.w_proj, carry0, reset, _carry_h)
     dact = (s - s * s) * scale(s.dtype, 4.0)[None]  # d(gate)/d(z) for every gate, d(g)/d(z) for the cell input
     kn = {"dact": dact, "g": 2.0 * sg - 1.0, "i": i, "c_prev": c_prev, "tc": tc, "oc": o * (1.0 - tc * tc)}
     if forget_gate:
       kn["f"] = blk(s, F_)
     if peepholes:
       kn["c"] = c
+    if p.w_proj is not None:
+      kn["out"] = out
     return h_prev, kn
 
   def lin(p, dp, x, dx, h_prev, kn, m):
-    return _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
+    gates = _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
+    if p.w_proj is None:
+      return gates
+    return gates, _mm(kn["out"], dp.w_proj)  # the projection's weight tangent, one product per chunk
 
   def tangent(p, dp, kn, dcarry, lin_t, wt, m):
     dh, dc = dcarry
+    lin_t, lin_proj = lin_t if p.w_proj is not None else (lin_t, None)
     du = _add(lin_t, _rec(_masked(dh, m), wt))
     w, dw = p.w_peep, dp.w_peep
     if w is None:
@@ -435,7 +444,10 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
     if w is not None:
       peep = not _zero(dw)
       do = _add(blk(du, O_), _row(w[-1]) * dc, _row(dw[-1]) * kn["c"] if peep else None) * blk(kn["dact"], O_)
-    return cells_lib.LSTMCarry(do * kn["tc"] + dc * kn["oc"], dc)
+    dh = do * kn["tc"] + dc * kn["oc"]
+    if p.w_proj is not None:
+      dh = _add(dh @ p.w_proj, lin_proj)
+    return cells_lib.LSTMCarry(dh, dc)
 
   return Kernel(project, step, knowns, lin, tangent, lambda carry: carry.h)
 
@@ -687,7 +699,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, 
   plain scan; its derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
-  H = jax.tree.leaves(carry)[0].shape[-1]
+  H = max(a.shape[-1] for a in jax.tree.leaves(carry))  # the cells, where a projection makes h smaller
   K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
 
   @jax.custom_jvp

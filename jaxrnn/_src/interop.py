@@ -93,12 +93,14 @@ def _torch_kind(module: Any, torch: Any) -> tuple[str, str]:
   raise base.InputTypeError(f"module must be a {_TORCH_MODULES}, got {_type_name(module)}")
 
 
-def _make_cell(kind: str, hidden_size: int, nonlinearity: str, bias: bool, dtype: Any) -> base.Cell:
+def _make_cell(
+  kind: str, hidden_size: int, nonlinearity: str, bias: bool, dtype: Any, proj_size: int | None = None
+) -> base.Cell:
   if kind == "elman":
     return cells_lib.elman(hidden_size, nonlinearity=nonlinearity, bias=bias, param_dtype=dtype)
   if kind == "gru":
     return cells_lib.gru(hidden_size, reset_after=True, bias=bias, param_dtype=dtype)
-  return cells_lib.lstm(hidden_size, bias=bias, param_dtype=dtype)
+  return cells_lib.lstm(hidden_size, bias=bias, param_dtype=dtype, proj_size=proj_size)
 
 
 def _torch_cell_params(
@@ -109,12 +111,23 @@ def _torch_cell_params(
   w_hh: np.ndarray,
   biases: tuple[np.ndarray, np.ndarray] | None,
   where: str,
+  w_hr: np.ndarray | None = None,
 ) -> Any:
-  """jaxrnn params of one torch layer and direction (numpy in, jax arrays out); ``biases``: ``(b_ih, b_hh)``."""
+  """jaxrnn params of one torch layer and direction (numpy in, jax arrays out); ``biases``: ``(b_ih, b_hh)``;
+  ``w_hr``: an LSTM's projection ``weight_hr`` (``proj_size > 0``) or None."""
   H = hidden_size
   G = _NUM_GATES[kind]
-  expected = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
+  P = H if w_hr is None else int(w_hr.shape[0])
+  expected = {
+    "weight_ih": (G * H, input_size),
+    "weight_hh": (G * H, P),
+    "bias_ih": (G * H,),
+    "bias_hh": (G * H,),
+    "weight_hr": (P, H),
+  }
   named = [("weight_ih", w_ih), ("weight_hh", w_hh)]
+  if w_hr is not None:
+    named.append(("weight_hr", w_hr))
   if biases is not None:
     named += [("bias_ih", biases[0]), ("bias_hh", biases[1])]
   for name, value in named:
@@ -133,7 +146,8 @@ def _torch_cell_params(
   b = None if biases is None else jnp.array(biases[0] + biases[1])
   if kind == "elman":
     return cells_lib.ElmanParams(w_x=w_x, w_h=w_h, b=b)
-  return cells_lib.LSTMParams(w_x=w_x, w_h=w_h, b=b, w_peep=None)
+  w_proj = None if w_hr is None else jnp.array(w_hr.T)
+  return cells_lib.LSTMParams(w_x=w_x, w_h=w_h, b=b, w_peep=None, w_proj=w_proj)
 
 
 def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
@@ -142,7 +156,8 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
   Supported: ``torch.nn.RNN`` (``tanh`` and ``relu``), ``torch.nn.GRU`` and
   ``torch.nn.LSTM`` with any ``num_layers``, ``bidirectional``, ``bias``,
   ``batch_first`` and ``dropout``; and the single-step ``torch.nn.RNNCell``,
-  ``GRUCell`` and ``LSTMCell``. LSTM ``proj_size > 0`` is not supported.
+  ``GRUCell`` and ``LSTMCell``. An LSTM with ``proj_size > 0`` gives
+  ``lstm(hidden_size, proj_size=proj_size)`` cells (``w_proj = weight_hr.T``).
 
   * A one-layer, one-direction module (and every ``*Cell`` module) gives a
     :class:`jaxrnn.Cell`: ``jaxrnn.unroll(cell, params, xs)`` with
@@ -176,7 +191,7 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
 
   Raises:
     TypeError: ``module`` is not one of the supported torch modules.
-    ValueError: an unsupported option (``proj_size > 0``, ``dropout == 1``).
+    ValueError: an unsupported option (``dropout == 1``) or a parameter of an unexpected shape.
 
   Example:
     >>> import torch, jax.numpy as jnp, jaxrnn
@@ -208,10 +223,7 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
     params = _torch_cell_params(kind, H, int(module.input_size), get("weight_ih"), get("weight_hh"), biases(""), "")
     return _make_cell(kind, H, nonlinearity, bias, params.w_x.dtype), params
 
-  if getattr(module, "proj_size", 0):
-    raise base.InputError(
-      f"module has proj_size={module.proj_size}; jaxrnn's lstm has no projection, only proj_size=0 is supported"
-    )
+  proj_size = int(getattr(module, "proj_size", 0)) or None
   num_layers = int(module.num_layers)
   directions = ("", "_reverse") if module.bidirectional else ("",)
   dropout = float(module.dropout)
@@ -220,7 +232,7 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
 
   params = []
   for k in range(num_layers):
-    in_size = int(module.input_size) if k == 0 else H * len(directions)
+    in_size = int(module.input_size) if k == 0 else (proj_size or H) * len(directions)
     per_dir = []
     for suffix in directions:
       tail = f"_l{k}{suffix}"
@@ -233,12 +245,13 @@ def from_torch(module: Any) -> tuple[base.Cell | layers_lib.Layer, base.Params]:
           get("weight_hh" + tail),
           biases(tail),
           tail,
+          None if proj_size is None else get("weight_hr" + tail),
         )
       )
     params.append(tuple(per_dir) if module.bidirectional else per_dir[0])
 
   # The dtype jax gives the weights (float64 becomes float32 unless jax_enable_x64 is on).
-  cell = _make_cell(kind, H, nonlinearity, bias, jax.tree.leaves(params)[0].dtype)
+  cell = _make_cell(kind, H, nonlinearity, bias, jax.tree.leaves(params)[0].dtype, proj_size)
   if num_layers == 1 and not module.bidirectional:
     return cell, params[0]
   children = [layers_lib.bidirectional(cell, cell) if module.bidirectional else cell for _ in range(num_layers)]
@@ -261,10 +274,12 @@ def _cell_kind_for_torch(params: Any, where: str) -> str:
       )
     return "gru"
   if isinstance(params, cells_lib.LSTMParams):
-    H, GH = (int(d) for d in jnp.shape(params.w_h))
+    GH = int(jnp.shape(params.w_h)[1])
+    H = _lstm_cells(params)
     if GH != 4 * H:
       raise base.InputError(
-        f"params{where}.w_h has shape {(H, GH)}: {GH // H} gates, an lstm(forget_gate=False); torch's LSTM needs 4"
+        f"params{where}.w_h has shape {tuple(jnp.shape(params.w_h))}: {GH // H} gates of {H} cells, an "
+        "lstm(forget_gate=False); torch's LSTM needs 4"
       )
     if params.w_peep is not None:
       raise base.InputError(f"params{where}.w_peep is set: an lstm(peepholes=True); torch's LSTM has no peepholes")
@@ -275,6 +290,11 @@ def _cell_kind_for_torch(params: Any, where: str) -> str:
     f"params{where} must be jaxrnn.ElmanParams, GRUParams or LSTMParams (the cells torch.nn.RNN, GRU and LSTM "
     f"compute), got {type(params).__name__}"
   )
+
+
+def _lstm_cells(params: Any) -> int:
+  """The number of cells of an LSTM's params: ``w_proj``'s rows with a projection, else ``w_h``'s."""
+  return int(jnp.shape(params.w_h if params.w_proj is None else params.w_proj)[0])
 
 
 def _torch_tensors(params: Any, kind: str, torch: Any, dtype: Any) -> dict[str, Any]:
@@ -293,6 +313,8 @@ def _torch_tensors(params: Any, kind: str, torch: Any, dtype: Any) -> dict[str, 
     # Only the candidate's recurrent bias sits inside the reset product; the rest of b goes to bias_ih.
     b_hh = b_hh.at[2 * (GH // 3) :].set(jnp.asarray(params.b_hn))
   out["bias_ih"], out["bias_hh"] = tensor(b), tensor(b_hh)
+  if kind == "lstm" and params.w_proj is not None:
+    out["weight_hr"] = tensor(jnp.asarray(params.w_proj).T)
   return out
 
 
@@ -315,7 +337,8 @@ def to_torch(
   module's class follows the params' type: :class:`jaxrnn.ElmanParams` ->
   ``torch.nn.RNN``, :class:`jaxrnn.GRUParams` (of ``gru(reset_after=True)``)
   -> ``torch.nn.GRU``, :class:`jaxrnn.LSTMParams` (with forget gate, without
-  peepholes or layer norm) -> ``torch.nn.LSTM``. The params may be
+  peepholes or layer norm) -> ``torch.nn.LSTM`` (with ``proj_size`` for
+  ``lstm(H, proj_size=P)``'s params). The params may be
 
   * one cell's: a one-layer module (with ``cell_module=True``, the
     single-step ``RNNCell``, ``GRUCell`` or ``LSTMCell`` instead);
@@ -349,8 +372,9 @@ def to_torch(
     TypeError: params of another cell (MGU, lstm1997, GRU-D, ...) or of no cell.
     ValueError: what torch cannot express: an LSTM without forget gate, with
       peepholes or layer norm, a GRU with ``reset_after=False``; layers of
-      different kinds or sizes, a stack mixing one- and two-direction layers,
-      directions merged by ``"sum"``.
+      different kinds, sizes or projections, a stack mixing one- and
+      two-direction layers, directions merged by ``"sum"``; a projection with
+      ``cell_module=True``.
 
   Example:
     >>> import jax, jax.numpy as jnp, torch, jaxrnn
@@ -405,15 +429,29 @@ def to_torch(
     raise base.InputError(f"params mix cell kinds ({kinds}); a torch module has one kind")
   kind = next(iter(kinds.values()))
   first = directions[0][0]
-  H = int(jnp.shape(first.w_h)[0])
+
+  def sizes(p: Any) -> tuple[int, int | None]:
+    """(cells, proj_size or None) of one cell's params."""
+    if kind == "lstm" and p.w_proj is not None:
+      return _lstm_cells(p), int(jnp.shape(p.w_proj)[1])
+    return int(jnp.shape(p.w_h)[0]), None
+
+  H, proj_size = sizes(first)
+  out_size = proj_size or H
   input_size = int(jnp.shape(first.w_x)[0])
   jax_dtype = jnp.asarray(first.w_x).dtype
+  if cell_module and proj_size is not None:
+    raise base.InputError("params.w_proj is set: an lstm(proj_size=...); torch's LSTMCell has no projection")
   for k, ps in enumerate(directions):
-    expected_in = input_size if k == 0 else D * H
+    expected_in = input_size if k == 0 else D * out_size
     for d, p in enumerate(ps):
-      got_h, got_in = int(jnp.shape(p.w_h)[0]), int(jnp.shape(p.w_x)[0])
+      (got_h, got_proj), got_in = sizes(p), int(jnp.shape(p.w_x)[0])
       if got_h != H:
         raise base.InputError(f"params{where(k, d)} have hidden size {got_h}, the first layer's {H}; torch needs one")
+      if got_proj != proj_size:
+        raise base.InputError(
+          f"params{where(k, d)} have proj_size {got_proj}, the first layer's {proj_size}; torch needs one"
+        )
       if got_in != expected_in:
         raise base.InputError(
           f"params{where(k, d)}.w_x has input size {got_in}, expected {expected_in}"
@@ -430,6 +468,8 @@ def to_torch(
     kwargs["nonlinearity"] = nonlinearity
   if not cell_module:
     kwargs.update(num_layers=len(directions), bidirectional=D == 2, batch_first=batch_first, dropout=float(dropout))
+  if proj_size is not None:
+    kwargs["proj_size"] = proj_size
   module = getattr(torch.nn, cls_name)(input_size, H, dtype=dtype, **kwargs)
   with torch.no_grad():
     for k, ps in enumerate(directions):
@@ -502,7 +542,8 @@ def from_torch_state(state: Any, *, num_layers: int = 1, bidirectional: bool = F
 
   Args:
     state: ``h_0: (num_layers * num_directions, *batch, H)``, or the pair
-      ``(h_0, c_0)`` of an LSTM; torch tensors, numpy or jax arrays.
+      ``(h_0, c_0)`` of an LSTM (``h_0``'s last axis is ``proj_size`` with
+      a projection); torch tensors, numpy or jax arrays.
     num_layers: the module's ``num_layers``.
     bidirectional: the module's ``bidirectional``.
 
@@ -518,8 +559,10 @@ def from_torch_state(state: Any, *, num_layers: int = 1, bidirectional: bool = F
     if len(state) != 2:
       raise base.InputError(f"state must be h_0 or the pair (h_0, c_0), got a sequence of {len(state)}")
     h, c = (_as_jax(s) for s in state)
-    if h.shape != c.shape:
-      raise base.InputError(f"h_0 and c_0 must have the same shape, got {tuple(h.shape)} and {tuple(c.shape)}")
+    if h.shape[:-1] != c.shape[:-1]:  # the last axes differ with a projection (proj_size)
+      raise base.InputError(
+        f"h_0 and c_0 must have the same shape but for the last axis, got {tuple(h.shape)} and {tuple(c.shape)}"
+      )
   else:
     h = c = _as_jax(state)
   D = 2 if bidirectional else 1
@@ -707,7 +750,7 @@ def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool 
   Raises:
     TypeError: params of another cell.
     ValueError: what flax cannot express: an LSTM without forget gate or with
-      peepholes, a GRU with ``reset_after=False`` (detected when ``b`` is set
+      peepholes, layer norm or a projection, a GRU with ``reset_after=False`` (detected when ``b`` is set
       but ``b_hn`` is not), an MGU without bias and without ``b_hn``.
 
   Example:
@@ -762,6 +805,10 @@ def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool 
     if reset_gate:
       out["hn"]["bias"] = jnp.asarray(params.b_hn)
     return nn.MGUCell(H, reset_gate=reset_gate, param_dtype=dtype), {"params": out}
+  if params.norm is not None:
+    raise base.InputError("LSTM params have layer norms (norm): an lstm(layer_norm=True); flax's LSTMCell has none")
+  if params.w_proj is not None:
+    raise base.InputError("LSTM params have a projection (w_proj): an lstm(proj_size=...); flax's LSTMCell has none")
   if G != 4:
     raise base.InputError(f"LSTM params have {G} gates (w_h shape {tuple(w_h.shape)}); flax's LSTMCell needs 4")
   if params.w_peep is not None:
