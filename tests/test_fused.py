@@ -241,6 +241,68 @@ def test_resets_equal_reference(name, option):
   assert float(jnp.max(jnp.abs(jax.tree.leaves(want[0][3])[0]))) > 0  # the reset carry has a gradient
 
 
+# time_decay: the wrapped cell's kernel runs with every carry leaf decayed by exp(-softplus(rate) dt) before each
+# step. Gradients with respect to the rates and to the time gaps (the input's last feature) too.
+def decay_inputs(cell, seed=0):
+  params, xs, carry = inputs(cell, seed=seed)
+  params = params._replace(rate=random_tree(params.rate, seed + 3, scale=1.0))
+  dt = jnp.asarray(np.random.default_rng(seed + 4).exponential(1.0, (T, B, 1)), jnp.float32)
+  return params, xs.at[..., -1:].set(dt), carry
+
+
+DECAY_CASES = [
+  (n, "truncate_lengths_reverse")
+  for n in ("elman", "gru_reset_before", "mgu", "lstm_peepholes", "lstm_layer_norm", "lstm_proj")
+]
+DECAY_CASES += [("gru", "remat_sqrt_reverse_lengths"), ("lstm", "batch_major_unroll")]
+
+
+@pytest.mark.parametrize(("name", "option"), DECAY_CASES, ids=[f"{o}-{n}" for n, o in DECAY_CASES])
+def test_time_decay_equals_reference(name, option):
+  cell = jaxrnn.time_decay(CELLS[name], delta_as_input=name.startswith("gru"))
+  options = dict(OPTIONS[option])
+  lengths = options.pop("lengths", None)
+  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  params, xs, carry = decay_inputs(cell)
+  if not options.get("time_major", True):
+    xs = jnp.moveaxis(xs, 0, -2)
+  static = tuple(sorted(options.items()))
+  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths)
+  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths)
+  assert rel_err(got_out, want_out) <= OUT_TOL
+  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  g_dt = want_grads[1][..., -1]
+  assert float(jnp.max(jnp.abs(g_dt))) > 0 and float(jnp.max(jnp.abs(jax.tree.leaves(want_grads[0].rate)[0]))) > 0
+
+
+def test_time_decay_with_recurrent_mask_resets_forward_mode_and_vmap():
+  masked = jaxrnn.with_recurrent_mask(CELLS["lstm"], RECURRENT_MASK)
+  for cell in (jaxrnn.time_decay(masked), jaxrnn.with_recurrent_mask(jaxrnn.time_decay(CELLS["lstm"]), RECURRENT_MASK)):
+    params, xs, carry = decay_inputs(cell, seed=1)
+    reset_carry = random_tree(carry, 12)
+    static = (("remat", 4),)
+    got = reset_outputs_and_grads(cell, "fused", static, params, xs, carry, reset_carry, None)
+    want = reset_outputs_and_grads(cell, "reference", static, params, xs, carry, reset_carry, None)
+    assert rel_err(got[1], want[1]) <= OUT_TOL
+    assert rel_err(got[0], want[0]) <= GRAD_TOL
+
+  cell = jaxrnn.time_decay(CELLS["gru"])
+  params, xs, carry = decay_inputs(cell, seed=2)
+
+  def jvp(impl):
+    f = lambda p, x: jaxrnn.unroll(cell, p, x, carry, impl=impl)  # noqa: E731
+    return jax.jit(lambda p, x, tp, tx: jax.jvp(f, (p, x), (tp, tx)))(params, xs, random_tree(params, 13), xs * 0.5)
+
+  assert rel_err(jvp("fused"), jvp("reference")) <= GRAD_TOL
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *(random_tree(params, s) for s in range(3)))
+
+  def vmapped(impl):
+    loss = lambda p: jnp.sum(jnp.tanh(jaxrnn.unroll(cell, p, xs, carry, impl=impl)[1]))  # noqa: E731
+    return jax.jit(jax.vmap(jax.value_and_grad(loss)))(stacked)
+
+  assert rel_err(vmapped("fused"), vmapped("reference")) <= GRAD_TOL
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=["unbatched", "two_batch_axes"])
 def test_batch_shapes(batch_shape):
   compare(CELLS["lstm_peepholes"], {}, batch_shape=batch_shape)

@@ -423,9 +423,19 @@ def test_recurrent_dropout_errors():
     jaxrnn.unroll(jaxrnn.with_recurrent_mask(cell, jnp.ones((3, 4), bool)), params, XS)
   with pytest.raises(TypeError, match="cell must be a jaxrnn.Cell"):
     jaxrnn.with_recurrent_mask(jaxrnn.dense(3), jnp.ones(3))
+  # A time_decay cell runs its wrapped cell's kernel, mask included; one of a cell without a kernel has none.
   decayed = jaxrnn.time_decay(cell)
   xs_dt = jnp.concatenate([XS, jnp.ones_like(XS[..., :1])], axis=-1)
+  masked = jaxrnn.with_recurrent_mask(decayed, jnp.asarray([1.0, 0.0, 2.0, 1.0]))
+  p_dt = decayed.init(jax.random.key(0), I + 1)
+  chex.assert_trees_all_close(
+    jaxrnn.unroll(masked, p_dt, xs_dt, impl="fused"), jaxrnn.unroll(masked, p_dt, xs_dt, impl="reference"), **TOL
+  )
+  decayed_1997 = jaxrnn.time_decay(jaxrnn.lstm1997(2, 2))
   with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a fast-path kernel"):
     jaxrnn.unroll(
-      jaxrnn.with_recurrent_mask(decayed, jnp.ones(4)), decayed.init(jax.random.key(0), I), xs_dt, impl="fused"
+      jaxrnn.with_recurrent_mask(decayed_1997, jnp.ones(4)),
+      decayed_1997.init(jax.random.key(0), I + 1),
+      xs_dt,
+      impl="fused",
     )

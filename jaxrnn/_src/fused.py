@@ -52,6 +52,7 @@ Carry = Any
 
 SAVED = "jaxrnn_fused_saved"  # the checkpoint name of the values kept for the backward pass
 RECURRENT_MASK_ATTR = "_jaxrnn_recurrent_mask_value"  # on a with_recurrent_mask cell's apply: its mask
+DECAY_ATTR = "_jaxrnn_decay_of"  # on a time_decay cell's apply: (the wrapped cell, delta_as_input)
 CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk (times the kernel's chunk_scale)
 
 
@@ -62,10 +63,12 @@ class Kernel(NamedTuple):
     project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
     step: ``(params, carry, x_t, m) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
       the derivative (every cell here outputs ``y = h``).
-    knowns: ``(params, carry_in, saved, m, reset) -> (h_prev, knowns)`` from the saved values of a chunk's
-      steps, stacked ``(K, B, ...)``: the ``h`` that entered each step and the factors of the
-      step's tangent, computed with vectorised elementwise operations only. ``reset`` is None or
-      ``(r (K, B) bool, rc)``: where ``r``, the carry that entered the step was ``rc`` (:func:`_shift`).
+    carry_of: ``(params, saved) -> carry``: the carry each step of a chunk left, stacked ``(K, B, ...)``,
+      from its saved values.
+    knowns: ``(params, prev, saved, m) -> (h_prev, knowns)`` from the carry that entered each step of a
+      chunk (``prev``, stacked ``(K, B, ...)``: the previous step's carry, or the initial, reset or decayed
+      one: :func:`_entered`) and the steps' saved values: the ``h`` that entered each step and the
+      factors of the step's tangent, computed with vectorised elementwise operations only.
     lin: ``(params, dparams, x (K, B, I), dx, h_prev, knowns, m) -> lin``: the tangent terms that are
       matrix products over all steps of a chunk (``dx W_x + x dW_x + db + h_prev dW_h``), stacked
       ``(K, B, ...)``; tangents may be ``SymbolicZero``.
@@ -83,6 +86,7 @@ class Kernel(NamedTuple):
 
   project: Callable[..., Array]
   step: Callable[..., tuple[Carry, Array, tuple[Array, ...]]]
+  carry_of: Callable[..., Carry]
   knowns: Callable[..., tuple[Array, Any]]
   lin: Callable[..., Any]
   tangent: Callable[..., Carry]
@@ -145,14 +149,14 @@ def _project_tangent(p: Any, dp: Any, x: Array, dx: Any) -> Array | None:
   return _add(*terms)
 
 
-def _shift(stack: Array, carry0: Any, reset: Any, leaf: Callable[[Any], Array] = lambda c: c) -> Array:
-  """The value that entered each step of ``stack: (K, B, F)``: the previous step's, ``leaf(carry0)`` before the
-  first, and ``leaf(rc)`` where ``reset = (r (K, B), rc)`` (None: no resets) resets the carry."""
-  prev = jnp.concatenate([leaf(carry0)[None], stack[:-1]], axis=0)
-  if reset is None:
+def _entered(carries: Any, carry0: Any, r: Array | None, rc: Any) -> Any:
+  """The carry that entered each step of a chunk, stacked ``(K, B, ...)``, from the carries the steps left
+  (``carries``, stacked): the previous step's, ``carry0`` before the first, and ``rc`` where ``r: (K, B)``
+  (None: no resets) resets it."""
+  prev = jax.tree.map(lambda a, a0: jnp.concatenate([a0[None], a[:-1]], axis=0), carries, carry0)
+  if r is None:
     return prev
-  r, rc = reset
-  return jnp.where(r[..., None], leaf(rc)[None], prev)
+  return jax.tree.map(lambda a, a0: jnp.where(r[..., None], a0[None], a), prev, rc)
 
 
 def _blk(a: Array | None, k: int, H: int) -> Array | None:
@@ -192,10 +196,13 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
     h = jax.nn.relu(z) if relu else jnp.tanh(z)
     return h, h, (h,)
 
-  def knowns(p, h0, saved, m, reset):
+  def carry_of(p, saved):
+    return saved[0]
+
+  def knowns(p, h_prev, saved, m):
     (h,) = saved
     d = (h > 0).astype(h.dtype) if relu else 1.0 - h * h
-    return _shift(h, h0, reset), (d,)
+    return h_prev, (d,)
 
   def lin(p, dp, x, dx, h_prev, kn, m):
     return _add(_project_tangent(p, dp, x, dx), _mm(_masked(h_prev, m), dp.w_h))
@@ -203,7 +210,7 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def tangent(p, dp, kn, dh, lin_t, wt, m):
     return _add(lin_t, _rec(_masked(dh, m), wt)) * kn[0]
 
-  return Kernel(project, step, knowns, lin, tangent, lambda h: h, chunk_scale=4)
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h, chunk_scale=4)
 
 
 # ----------------------------------------------------------------------------
@@ -235,9 +242,11 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     h = (1.0 - z) * n + z * h
     return h, h, (rz, n, h)
 
-  def knowns(p, h0, saved, m, reset):
-    rz, n, h = saved[0], saved[1], saved[-1]
-    h_prev = _shift(h, h0, reset)
+  def carry_of(p, saved):
+    return saved[-1]
+
+  def knowns(p, h_prev, saved, m):
+    rz, n = saved[0], saved[1]
     r, z = rz[..., :H], rz[..., H:]
     drz_f, dn_f = rz - rz * rz, 1.0 - n * n
     if reset_after:
@@ -276,7 +285,7 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     dn = _add(_blk(a, 2, H), lin_t[2], _rec(_masked(drh, m), wt[2 * H :])) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
-  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h)
 
 
 # ----------------------------------------------------------------------------
@@ -303,9 +312,11 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     h = (1.0 - f) * n + f * h
     return h, h, (f, n, hn, h)
 
-  def knowns(p, h0, saved, m, reset):
-    f, n, hn, h = saved
-    h_prev = _shift(h, h0, reset)
+  def carry_of(p, saved):
+    return saved[-1]
+
+  def knowns(p, h_prev, saved, m):
+    f, n, hn, _ = saved
     df_f, n_omf = f - f * f, (1.0 - n * n) * (1.0 - f)
     # dh' = sum over the f, n blocks of v * q + f dh, with v = a + dgh * [1, f] (or [1, 1]).
     if reset_gate:
@@ -329,19 +340,11 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
     return _block_sum(v * q, 2) + f * dh
 
-  return Kernel(project, step, knowns, lin, tangent, lambda h: h)
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h)
 
 
 # ----------------------------------------------------------------------------
 # LSTM
-
-
-def _carry_h(c: Any) -> Array:
-  return c.h
-
-
-def _carry_c(c: Any) -> Array:
-  return c.c
 
 
 class _LSTMLayout(NamedTuple):
@@ -400,13 +403,17 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       h = h @ p.w_proj
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved, m, reset):
+  def carry_of(p, saved):
     s, c = saved
-    c_prev = _shift(c, carry0, reset, _carry_c)
+    h = blk(s, O_) * jnp.tanh(c)
+    return cells_lib.LSTMCarry(h if p.w_proj is None else h @ p.w_proj, c)
+
+  def knowns(p, prev, saved, m):
+    s, c = saved
+    h_prev, c_prev = prev
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     tc = jnp.tanh(c)
     out = o * tc  # h, before a projection
-    h_prev = _shift(out if p.w_proj is None else out @ p.w_proj, carry0, reset, _carry_h)
     dact = (s - s * s) * scale(s.dtype, 4.0)[None]  # d(gate)/d(z) for every gate, d(g)/d(z) for the cell input
     kn = {"dact": dact, "g": 2.0 * sg - 1.0, "i": i, "c_prev": c_prev, "tc": tc, "oc": o * (1.0 - tc * tc)}
     if forget_gate:
@@ -449,7 +456,7 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       dh = _add(dh @ p.w_proj, lin_proj)
     return cells_lib.LSTMCarry(dh, dc)
 
-  return Kernel(project, step, knowns, lin, tangent, lambda carry: carry.h)
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
 
 
 # ----------------------------------------------------------------------------
@@ -491,12 +498,16 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     h = o * jnp.tanh(ln(c, p.norm.c))
     return cells_lib.LSTMCarry(h, c), h, (s, c)
 
-  def knowns(p, carry0, saved, m, reset):
+  def carry_of(p, saved):
     s, c = saved
+    return cells_lib.LSTMCarry(blk(s, O_) * jnp.tanh(ln(c, p.norm.c)), c)
+
+  def knowns(p, prev, saved, m):
+    s, c = saved
+    h_prev, c_prev = prev
     i, sg, o = blk(s, I_), blk(s, G_), blk(s, O_)
     nc, rc = cells_lib._normalize(c, eps)
     tc = jnp.tanh(cells_lib._affine(nc, p.norm.c))
-    h_prev = _shift(o * tc, carry0, reset, _carry_h)
     nh, rh = cells_lib._normalize(
       _mm(_masked(h_prev, m), p.w_h), eps
     )  # recomputed a chunk at a time: one large product
@@ -505,7 +516,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
       "g": 2.0 * sg - 1.0,
       "i": i,
       "o": o,
-      "c_prev": _shift(c, carry0, reset, _carry_c),
+      "c_prev": c_prev,
       "tc": tc,
       "nc": nc,
       "rc": rc,
@@ -538,7 +549,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     dlc = _ln_tangent(dc, kn["nc"], kn["rc"], p.norm.c.scale, dp.norm.c)
     return cells_lib.LSTMCarry(do * kn["tc"] + kn["o"] * (1.0 - kn["tc"] * kn["tc"]) * dlc, dc)
 
-  return Kernel(project, step, knowns, lin, tangent, lambda carry: carry.h)
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
 
 
 # ----------------------------------------------------------------------------
@@ -573,15 +584,18 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-def _run(kernel, p, carry, x, valid, m, r=None, rc=None, *, reverse, unroll=1, save=False):
+def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unroll=1, save=False):
   """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``.
 
-  ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead."""
+  ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead. ``g``: None or a
+  carry-shaped tree of ``(K, B, F)`` factors that multiply the carry entering each step (after a reset)."""
   masked = valid is not None
 
   def body(carry, inp):
-    x_t, v, r_t = inp
+    x_t, v, r_t, g_t = inp
     carry_in = carry if r_t is None else _select(r_t[:, None], rc, carry)
+    if g_t is not None:
+      carry_in = jax.tree.map(jnp.multiply, g_t, carry_in)
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
     # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
     new, y, saved = kernel.step(p, carry_in, x_t, m)
@@ -589,41 +603,53 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, *, reverse, unroll=1, s
       new = _select(v[:, None], new, carry)
     return new, (y, saved if save else None)
 
-  carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid, r), reverse=reverse, unroll=unroll)
+  carry, (ys, saved) = jax.lax.scan(body, carry, (x, valid, r, g), reverse=reverse, unroll=unroll)
   if masked:  # padding steps output zeros: one vectorised select after the loop, not one per step
     ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
   return carry, ys, saved
 
 
-def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, r, rc, drc, *, reverse, unroll=1):
+def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, r, rc, drc, g, dg, *, reverse, unroll=1):
   """One chunk's outputs and their tangents: ``((carry, ys), (dcarry, dys))``; ``unroll`` steps per iteration.
 
-  ``r``, ``rc`` and ``drc``: the resets (:func:`_run`), the reset carry and its tangent (None without resets)."""
-  carry, ys, saved = _run(kernel, p, carry0, x, valid, m, r, rc, reverse=reverse, unroll=unroll, save=True)
+  ``r``, ``rc`` and ``drc``: the resets (:func:`_run`), the reset carry and its tangent (None without resets);
+  ``g`` and ``dg``: the carry factors (:func:`_run`) and their tangents (None without them, or with no tangent).
+  """
+  carry, ys, saved = _run(kernel, p, carry0, x, valid, m, r, rc, g, reverse=reverse, unroll=unroll, save=True)
   # Only these are kept for the backward pass; the factors below are recomputed from them.
   saved = checkpoint_name(saved, SAVED)
-  if reverse:  # the factors are built in processing order
-    saved = jax.tree.map(lambda a: a[::-1], saved)
-  reset = None if r is None else (r[::-1] if reverse else r, rc)
-  h_prev, kn = kernel.knowns(p, carry0, saved, m, reset)
-  if reverse:
-    h_prev, kn = jax.tree.map(lambda a: a[::-1], (h_prev, kn))
+
+  def order(t):  # the factors are built in processing order
+    return jax.tree.map(lambda a: a[::-1], t) if reverse else t
+
+  saved = order(saved)
+  prev = _entered(kernel.carry_of(p, saved), carry0, order(r), rc)
+  extra = None  # the tangent of the carry entering each step through its factor, dg * (the carry it multiplies)
+  if g is not None:
+    if dg is not None:
+      extra = order(jax.tree.map(jnp.multiply, order(dg), prev))
+    prev = jax.tree.map(jnp.multiply, order(g), prev)
+  h_prev, kn = order(kernel.knowns(p, prev, saved, m))
   lin = kernel.lin(p, dp, x, dx, h_prev, kn, m)
 
   def body(dc, inp):
-    kn_t, lin_t, v, cut_t, r_t = inp
+    kn_t, lin_t, v, cut_t, r_t, g_t, e_t = inp
     dc_in = dc
     if cut_t is not None:
       dc_in = jax.tree.map(lambda a: jnp.where(cut_t, jnp.zeros_like(a), a), dc)
     if r_t is not None:
       dc_in = _select(r_t[:, None], drc, dc_in)
+    if g_t is not None:
+      dc_in = jax.tree.map(jnp.multiply, g_t, dc_in)
+    if e_t is not None:
+      dc_in = jax.tree.map(jnp.add, dc_in, e_t)
     new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt, m)
     dy = kernel.h_of(new)
     if v is not None:  # padding steps pass the uncut carry through (their outputs are zeroed below)
       new = _select(v[:, None], new, dc)
     return new, dy
 
-  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut, r), reverse=reverse, unroll=unroll)
+  dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut, r, g, extra), reverse=reverse, unroll=unroll)
   if valid is not None:
     dys = jnp.where(valid[..., None], dys, jnp.zeros_like(dys))
   return (carry, ys), (dcarry, dys)
@@ -688,14 +714,17 @@ def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
   return max(1, min(T, round(scale * CHUNK_ELEMENTS / (B * H))))
 
 
-def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, reverse, unroll, remat, chunk=None):
+def sequence(
+  kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, g=None, *, reverse, unroll, remat, chunk=None
+):
   """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
 
   ``valid: (T, B)`` bool or None marks the steps within each sequence's
   length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
   its derivative cut (truncated BPTT); ``m: (B, H)`` or None is the recurrent-dropout mask, a constant
   (no derivative flows to it); ``r: (T, B)`` bool or None marks the steps whose incoming carry is replaced by
-  ``rc`` (a carry, differentiable). Evaluated without derivatives it is one
+  ``rc`` (a carry, differentiable); ``g`` is None or a carry-shaped tree of ``(T, B, F)`` factors that multiply
+  the carry entering each step (after a reset; differentiable). Evaluated without derivatives it is one
   plain scan; its derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
@@ -703,31 +732,34 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, 
   K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
 
   @jax.custom_jvp
-  def run(p, carry, xs, valid, cut, m, r, rc):
-    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, reverse=reverse, unroll=unroll)
+  def run(p, carry, xs, valid, cut, m, r, rc, g):
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
-    p, carry0, xs, valid, cut, m, r, rc = primals
+    p, carry0, xs, valid, cut, m, r, rc, g = primals
     dp, dcarry0, dxs = tangents[:3]
     drc = None if rc is None else _instantiate(tangents[7], rc)
+    dg = None
+    if g is not None and not all(_zero(t) for t in jax.tree.leaves(tangents[8], is_leaf=_zero)):
+      dg = _instantiate(tangents[8], g)
     # Symbolic zeros stay symbolic (no products with zero tangents); the others go through the scans.
     dp_leaves, dp_tree = jax.tree.flatten(dp, is_leaf=lambda t: isinstance(t, SymbolicZero))
     live = [not _zero(t) for t in dp_leaves]
     dxs = None if _zero(dxs) else dxs
 
-    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc):
+    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
-      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, r, rc, drc, reverse=reverse, unroll=unroll)
+      return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg, reverse=reverse, unroll=unroll)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
     live_leaves = [t for alive, t in zip(live, dp_leaves) if alive]
     wt = jnp.transpose(p.w_h)  # once per sequence, not per chunk
 
     def chunk(state, inp):
-      (carry, dcarry), (x, dx, v, c, r) = state, inp
-      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc)
+      (carry, dcarry), (x, dx, v, c, r, g, dg) = state, inp
+      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg)
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
@@ -735,7 +767,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, 
       return _over_chunks(chunk, state, inp, steps, K, reverse=reverse)
 
     state = (carry0, _instantiate(dcarry0, carry0))
-    inputs = (xs, dxs, valid, cut, r)
+    inputs = (xs, dxs, valid, cut, r, g, dg)
     if not remat:
       state, (ys, dys) = chunks(state, inputs, T)
     else:
@@ -751,7 +783,7 @@ def sequence(kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, *, 
     return _canonical((carry, ys)), _canonical((dcarry, dys))
 
   run.defjvp(run_jvp, symbolic_zeros=True)
-  return run(params, carry, xs, valid, cut, m, r, rc)
+  return run(params, carry, xs, valid, cut, m, r, rc, g)
 
 
 def fused_spec(cell: Any) -> Any:
@@ -779,8 +811,11 @@ def unroll(
   caller reverses the valid steps instead (as the reference path does).
   ``resets: (T, *batch)`` bool or None marks the steps whose incoming carry
   (in processing order) is ``reset_carry``, a carry shaped like ``carry``.
+  A :func:`jaxrnn.time_decay` cell runs its wrapped cell's kernel with the
+  decay of every carry leaf as the factors ``g`` of :func:`sequence`.
   """
-  spec = fused_spec(cell)
+  decay = getattr(cell.apply, DECAY_ATTR, None)
+  spec = fused_spec(cell if decay is None else decay[0])
   if spec is None:
     return None
   kernel = _kernel(spec)
@@ -793,6 +828,12 @@ def unroll(
     return None
   # The cell's own checks of params, carry and input, at trace time.
   jax.eval_shape(cell.apply, params, carry, xs[0])
+  g = None
+  if decay is not None:  # x = [features, dt]: every carry leaf decays by exp(-softplus(rate) dt) before the step
+    dt = xs[..., -1:].reshape(T, B, 1)
+    g = jax.tree.map(lambda a: jnp.exp(-jax.nn.softplus(a).reshape(1, 1, -1) * dt), params.rate)
+    xs = xs if decay[1] else xs[..., :-1]
+    params = params.cell
   x = xs.reshape(T, B, xs.shape[-1])
   c = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), carry)
   valid = None
@@ -804,6 +845,8 @@ def unroll(
     steps = steps[::-1] if reverse else steps  # counted in processing order
     cut = (steps > 0) & (steps % truncate == 0)  # the initial carry keeps its gradient
   m = getattr(cell.apply, RECURRENT_MASK_ATTR, None)  # set by jaxrnn.with_recurrent_mask
+  if m is None and decay is not None:  # time_decay of a with_recurrent_mask cell
+    m = getattr(decay[0].apply, RECURRENT_MASK_ATTR, None)
   if m is not None:
     h0 = jax.tree.leaves(c)[0]
     m = jnp.broadcast_to(m, batch_shape + h0.shape[-1:]).reshape(h0.shape).astype(h0.dtype)
@@ -811,6 +854,6 @@ def unroll(
   if resets is not None:
     r = resets.reshape(T, B)
     rc = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), reset_carry)
-  c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, reverse=reverse, unroll=unroll, remat=remat)
+  c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, g, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn._src import base
+from jaxrnn._src import base, fused
 from jaxrnn._src import cells as cells_lib
 from jaxrnn._src import initializers as inits
 
@@ -47,6 +47,11 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
   stale information, as GRU-D's hidden-state decay with a scalar gap).
   With ``delta_as_input=True`` the wrapped cell also sees ``dt`` as a
   feature (the "GRU-dt" baseline of Che et al. 2018 when ``cell`` is a GRU).
+
+  :func:`jaxrnn.unroll` runs it on the fast path of the wrapped cell where
+  that has one (jaxrnn's ``elman``, ``gru``, ``mgu``, ``lstm``): the kernel
+  multiplies the carry by the decay before each step, and its derivative
+  reaches the rates and the time gaps.
 
   Args:
     cell: any :class:`jaxrnn.Cell`.
@@ -99,6 +104,8 @@ def time_decay(cell: base.Cell, *, delta_as_input: bool = False, rate_init: floa
 
   if cells_lib.takes_recurrent_mask(cell):
     apply_fn = cells_lib._with_recurrent_mask(apply_fn)
+  # jaxrnn.unroll's fast path runs the wrapped cell's kernel (where it has one) with the decay.
+  setattr(apply_fn, fused.DECAY_ATTR, (cell, delta_as_input))
   return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 

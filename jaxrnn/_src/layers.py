@@ -152,8 +152,12 @@ def with_recurrent_mask(cell: base.Cell, mask: Array) -> base.Cell:
     return inner(params, carry, x, recurrent_mask=mask)
 
   spec = fused.fused_spec(cell)
-  if spec is not None:  # the fast path runs the inner cell's kernel with the mask
-    apply_fn._jaxrnn_fused = spec  # type: ignore[attr-defined]
+  decay = getattr(cell.apply, fused.DECAY_ATTR, None)  # a time_decay cell's: its kernel is its wrapped cell's
+  if spec is not None or decay is not None:  # the fast path runs the inner cell's kernel with the mask
+    if spec is not None:
+      apply_fn._jaxrnn_fused = spec  # type: ignore[attr-defined]
+    if decay is not None:
+      setattr(apply_fn, fused.DECAY_ATTR, decay)
     setattr(apply_fn, fused.RECURRENT_MASK_ATTR, mask)
   return base.Cell(cell.init, cell.initial_carry, apply_fn)
 
