@@ -433,7 +433,7 @@ def _layer_norm(v: Array, p: LayerNormParams, eps: float) -> Array:
 class LSTMCarry(NamedTuple):
   """Carry of :func:`lstm`."""
 
-  h: Array  # shape=(*batch, H), the output
+  h: Array  # shape=(*batch, P), the output; P = proj_size, or H without a projection
   c: Array  # shape=(*batch, H), the cell state
 
 
