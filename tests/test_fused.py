@@ -42,6 +42,7 @@ CELLS = {
   "lstm_proj_peepholes_no_forget": jaxrnn.lstm(H, proj_size=7, peepholes=True, forget_gate=False),
 }
 LENGTHS = np.array([T, 4, 0])
+RESETS = np.random.default_rng(8).random((T, B)) < 0.3  # new sequences starting inside the rows (resets=)
 OPTIONS = {
   "plain": {},
   "reverse": {"reverse": True},
@@ -75,20 +76,24 @@ def rel_err(got, want):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def outputs_and_grads(cell, impl, options, params, xs, carry, lengths):
-  """The outputs of unroll and the gradients of a loss on all of them, in one compiled program."""
+def outputs_and_grads(cell, impl, options, params, xs, carry, lengths, reset_carry=None):
+  """The outputs of unroll and the gradients of a loss on all of them, in one compiled program. With a
+  ``reset_carry``, unroll also gets ``resets=RESETS`` (below), and the gradients include the reset carry's."""
   kwargs = dict(options)
   if lengths is not None:
     kwargs["lengths"] = lengths
+  if reset_carry is not None:
+    kwargs["resets"] = jnp.asarray(RESETS if kwargs.get("time_major", True) else RESETS.T)
 
-  def loss(params, xs, carry):
-    out = jaxrnn.unroll(cell, params, xs, carry, impl=impl, **kwargs)
+  def loss(params, xs, carry, reset_carry):
+    out = jaxrnn.unroll(cell, params, xs, carry, impl=impl, reset_carry=reset_carry, **kwargs)
     # Fixed random weights on every output, so every entry of ys and of the carry gets its own cotangent.
     leaves = jax.tree.leaves(out)
     weights = [jnp.sin(1.0 + jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in leaves]
     return sum(jnp.sum(w * a) for w, a in zip(weights, leaves)), out
 
-  grads, out = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry)
+  argnums = (0, 1, 2) if reset_carry is None else (0, 1, 2, 3)
+  grads, out = jax.grad(loss, argnums=argnums, has_aux=True)(params, xs, carry, reset_carry)
   return out, grads
 
 
@@ -197,23 +202,6 @@ def test_recurrent_mask_per_trial_under_vmap_forward_mode_and_step_mask():
 
 # Resets (a new sequence starts at a step): the kernels' derivative reads the reset carry where the previous step's
 # carry would enter. Gradients with respect to the reset carry too.
-RESETS = np.random.default_rng(8).random((T, B)) < 0.3
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def reset_outputs_and_grads(cell, impl, options, params, xs, carry, reset_carry, lengths):
-  kwargs = dict(options)
-  kwargs["resets"] = jnp.asarray(RESETS if kwargs.get("time_major", True) else RESETS.T)
-  if lengths is not None:
-    kwargs["lengths"] = lengths
-
-  def loss(params, xs, carry, reset_carry):
-    out = jaxrnn.unroll(cell, params, xs, carry, impl=impl, reset_carry=reset_carry, **kwargs)
-    leaves = jax.tree.leaves(out)
-    weights = [jnp.sin(1.0 + jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in leaves]
-    return sum(jnp.sum(w * a) for w, a in zip(weights, leaves)), out
-
-  return jax.grad(loss, argnums=(0, 1, 2, 3), has_aux=True)(params, xs, carry, reset_carry)
 
 
 RESET_CASES = [
@@ -234,11 +222,11 @@ def test_resets_equal_reference(name, option):
   if not options.get("time_major", True):
     xs = jnp.moveaxis(xs, 0, -2)
   static = tuple(sorted(options.items()))
-  got = reset_outputs_and_grads(cell, "fused", static, params, xs, carry, reset_carry, lengths)
-  want = reset_outputs_and_grads(cell, "reference", static, params, xs, carry, reset_carry, lengths)
-  assert rel_err(got[1], want[1]) <= OUT_TOL
-  assert rel_err(got[0], want[0]) <= GRAD_TOL
-  assert float(jnp.max(jnp.abs(jax.tree.leaves(want[0][3])[0]))) > 0  # the reset carry has a gradient
+  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths, reset_carry)
+  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths, reset_carry)
+  assert rel_err(got_out, want_out) <= OUT_TOL
+  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  assert float(jnp.max(jnp.abs(jax.tree.leaves(want_grads[3])[0]))) > 0  # the reset carry has a gradient
 
 
 # time_decay: the wrapped cell's kernel runs with every carry leaf decayed by exp(-softplus(rate) dt) before each
@@ -281,10 +269,10 @@ def test_time_decay_with_recurrent_mask_resets_forward_mode_and_vmap():
     params, xs, carry = decay_inputs(cell, seed=1)
     reset_carry = random_tree(carry, 12)
     static = (("remat", 4),)
-    got = reset_outputs_and_grads(cell, "fused", static, params, xs, carry, reset_carry, None)
-    want = reset_outputs_and_grads(cell, "reference", static, params, xs, carry, reset_carry, None)
-    assert rel_err(got[1], want[1]) <= OUT_TOL
-    assert rel_err(got[0], want[0]) <= GRAD_TOL
+    got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, None, reset_carry)
+    want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, None, reset_carry)
+    assert rel_err(got_out, want_out) <= OUT_TOL
+    assert rel_err(got_grads, want_grads) <= GRAD_TOL
 
   cell = jaxrnn.time_decay(CELLS["gru"])
   params, xs, carry = decay_inputs(cell, seed=2)
