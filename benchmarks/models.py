@@ -56,23 +56,26 @@ def blocking_calls(grad: Any, fwd: Any, params: Any, x: jax.Array) -> tuple[Call
 
 
 def time_unroll_variants(
-  variants: dict[str, tuple[jaxrnn.Cell, dict[str, Any]]],
+  variants: dict[str, tuple[Any, ...]],
   params: Any,
   xs: jax.Array,
   *,
   agree: tuple[str, str],
   rounds: int,
+  extra_calls: dict[str, Call] | None = None,
 ) -> dict[str, float]:
   """Median seconds of ``train <name>`` and ``infer <name>`` of ``jaxrnn.unroll(cell, params, xs, **kwargs)`` for
-  each ``name: (cell, kwargs)``, interleaved in one process, after checking that the two variants named in
-  ``agree`` give the same outputs and gradients."""
+  each ``name: (cell, kwargs)`` (or ``(cell, kwargs, params)`` for params of its own) and of ``extra_calls``,
+  interleaved in one process, after checking that the two variants named in ``agree`` give the same outputs and
+  gradients."""
   from benchmarks import timing
 
-  calls, results = {}, {}
-  for name, (cell, kwargs) in variants.items():
+  calls, results = dict(extra_calls or {}), {}
+  for name, (cell, kwargs, *own) in variants.items():
+    p = own[0] if own else params
     grad, fwd = unroll_step_and_forward(cell, **kwargs)
-    results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"], calls[f"infer {name}"] = blocking_calls(grad, fwd, params, xs)
+    results[name] = (fwd(p, xs), grad(p, xs))
+    calls[f"train {name}"], calls[f"infer {name}"] = blocking_calls(grad, fwd, p, xs)
   assert_agree(results[agree[0]], results[agree[1]])
   return timing.measure(calls, rounds=rounds, block_s=0.25)
 

@@ -49,16 +49,18 @@ def time_shape(B: int, T: int, I: int, H: int, P: int, rounds: int) -> dict[str,
     with torch.no_grad():
       module(x_t)
 
-  calls, results = {"train torch": torch_train, "infer torch": torch_infer}, {}
-  for name, impl in (("jaxrnn", "auto"), ("reference", "reference")):
-    grad, fwd = models.unroll_step_and_forward(cell, impl=impl)
-    results[name] = (fwd(params, x), grad(params, x))
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, x)
-  models.assert_agree(results["jaxrnn"], results["reference"])
   with torch.no_grad():
     want = module(x_t)[0].numpy()
-  np.testing.assert_allclose(np.asarray(results["jaxrnn"][0]), want, rtol=1e-4, atol=1e-5)
-  return timing.measure(calls, rounds=rounds, block_s=0.25)
+  np.testing.assert_allclose(np.asarray(jaxrnn.unroll(cell, params, x)[1]), want, rtol=1e-4, atol=1e-5)
+  variants = {"jaxrnn": (cell, {}), "reference": (cell, {"impl": "reference"})}
+  return models.time_unroll_variants(
+    variants,
+    params,
+    x,
+    agree=("jaxrnn", "reference"),
+    rounds=rounds,
+    extra_calls={"train torch": torch_train, "infer torch": torch_infer},
+  )
 
 
 def main(argv: list[str] | None = None) -> None:

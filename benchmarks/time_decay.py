@@ -33,18 +33,12 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   xs_np = models.make_inputs(B, T, I)
   xs_np[..., -1] = np.random.default_rng(1).exponential(1.0, (T, B))  # the gaps
   xs = jnp.asarray(xs_np)
-  runs = {
-    "none": (plain, plain.init(jax.random.key(0), I), "auto"),
-    "fused": (decayed, decayed.init(jax.random.key(0), I), "auto"),
-    "reference": (decayed, decayed.init(jax.random.key(0), I), "reference"),
+  variants = {
+    "none": (plain, {}, plain.init(jax.random.key(0), I)),
+    "fused": (decayed, {}, decayed.init(jax.random.key(0), I)),
+    "reference": (decayed, {"impl": "reference"}, decayed.init(jax.random.key(0), I)),
   }
-  calls, results = {}, {}
-  for name, (cell, params, impl) in runs.items():
-    grad, fwd = models.unroll_step_and_forward(cell, impl=impl)
-    results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
-  models.assert_agree(results["fused"], results["reference"])
-  return timing.measure(calls, rounds=rounds, block_s=0.25)
+  return models.time_unroll_variants(variants, None, xs, agree=("fused", "reference"), rounds=rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
