@@ -141,12 +141,14 @@ def variant_table_main(
   base: str,
   unratioed: tuple[str, ...],
   argv: list[str] | None,
+  cells: str = "lstm,gru",
+  shapes: str = "64x100x32x128,16x1000x8x64",
 ) -> None:
   """The command line and Markdown table of a benchmark of ``jaxrnn.unroll`` variants per (cell, shape):
   ``--cells``, ``--shapes`` and ``--rounds``; ``time_shape(cell, B, T, I, H, rounds)`` returns the medians of
   ``train <variant>`` and ``infer <variant>``; every variant not in ``unratioed`` is also printed over ``base``."""
-  p = shape_arguments(module, doc, "64x100x32x128,16x1000x8x64")
-  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru,elman")
+  p = shape_arguments(module, doc, shapes)
+  p.add_argument("--cells", default=cells, help=f"comma-separated cells (default {cells})")
   args = p.parse_args(argv)
   print("\n".join(f"{k}: {v}" for k, v in describe_machine().items()))
   print(f"load average (1 min): {load_average():.2f}")

@@ -439,3 +439,99 @@ def test_gradient_of_jitted_vmap_with_per_trial_lengths_or_masks(option):
     return jax.grad(lambda p: jnp.sum(w * f(p, lengths, masks)))(stacked)
 
   assert rel_err(loss("fused"), loss("reference")) <= GRAD_TOL
+
+
+# GRU-D: the fast path computes every step's imputed input at once (the last observed value by a running maximum
+# of step indices within each segment between resets) and runs the GRU kernel (reset before the product) with the
+# hidden decay as a carry factor. Gradients with respect to the values, the time gaps, the initial carry's x_last
+# (read until a feature is first observed) and the reset carry too.
+GRUD = jaxrnn.grud(H, 2, x_mean=np.array([0.3, -0.7]))
+
+
+def grud_inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  params = random_tree(jax.eval_shape(lambda k: GRUD.init(k, 6), jax.random.key(0)), seed)
+  values = rng.standard_normal((T, B, 2))
+  observed = rng.random((T, B, 2)) < 0.35
+  delta = rng.exponential(1.0, (T, B, 2))
+  xs = jnp.asarray(np.concatenate([values, observed, delta], axis=-1), jnp.float32)
+  carry = jaxrnn.GRUDCarry(
+    jnp.asarray(rng.standard_normal((B, H)), jnp.float32),
+    jnp.asarray(rng.standard_normal((B, 2)), jnp.float32),
+    jnp.asarray(rng.random((B, 2)) < 0.5, jnp.float32),  # some features seen before the sequence, some not
+  )
+  return params, xs, carry
+
+
+GRUD_CASES = ["plain", "truncate_lengths_reverse", "remat_sqrt_reverse_lengths", "batch_major_unroll", "truncate"]
+
+
+@pytest.mark.parametrize("option", GRUD_CASES + [f"resets-{o}" for o in [*GRUD_CASES, "lengths"]])
+def test_grud_equals_reference(option):
+  resets = option.startswith("resets-")
+  options = dict(OPTIONS[option.removeprefix("resets-")])
+  assert fused.fused_spec(GRUD) is not None
+  lengths = options.pop("lengths", None)
+  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  params, xs, carry = grud_inputs()
+  reset_carry = None
+  if resets:
+    reset_carry = random_tree(carry, 12)._replace(seen=jnp.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+  if not options.get("time_major", True):
+    xs = jnp.moveaxis(xs, 0, -2)
+  static = tuple(sorted(options.items()))
+  got_out, got_grads = outputs_and_grads(GRUD, "fused", static, params, xs, carry, lengths, reset_carry)
+  want_out, want_grads = outputs_and_grads(GRUD, "reference", static, params, xs, carry, lengths, reset_carry)
+  assert rel_err(got_out, want_out) <= OUT_TOL
+  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  # The initial carry's x_last (imputed from until a feature is observed) and the time gaps have gradients.
+  assert float(jnp.max(jnp.abs(want_grads[2].x_last))) > 0
+  assert float(jnp.max(jnp.abs(want_grads[1][..., 4:]))) > 0
+
+
+def test_grud_with_step_mask_recurrent_mask_vmap_and_forward_mode():
+  params, xs, carry = grud_inputs(seed=1)
+  step_mask = jnp.asarray(np.random.default_rng(9).random((T, B)) < 0.6)
+  cell = jaxrnn.with_recurrent_mask(GRUD, RECURRENT_MASK)
+  assert fused.fused_spec(cell) is not None
+  reset_carry = random_tree(carry, 12)._replace(seen=jnp.ones((B, 2)))
+
+  def grads(impl):
+    def loss(p, xs, c, rc):
+      out = jaxrnn.unroll(cell, p, xs, c, impl=impl, mask=step_mask, resets=jnp.asarray(RESETS), reset_carry=rc)
+      w = [jnp.cos(jnp.arange(a.size, dtype=a.dtype).reshape(a.shape)) for a in jax.tree.leaves(out)]
+      return sum(jnp.sum(wi * a) for wi, a in zip(w, jax.tree.leaves(out))), out
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(params, xs, carry, reset_carry)
+
+  assert rel_err(grads("fused"), grads("reference")) <= GRAD_TOL
+
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *(random_tree(params, s) for s in range(3)))
+
+  def vmapped(impl):
+    loss = lambda p: jnp.sum(jnp.tanh(jaxrnn.unroll(GRUD, p, xs, carry, impl=impl, reverse=True)[1]))  # noqa: E731
+    return jax.jit(jax.vmap(jax.value_and_grad(loss)))(stacked)
+
+  assert rel_err(vmapped("fused"), vmapped("reference")) <= GRAD_TOL
+
+  def jvp(impl):
+    f = lambda p, x, c: jaxrnn.unroll(GRUD, p, x, c, impl=impl, lengths=jnp.asarray(LENGTHS, jnp.int32))  # noqa: E731
+    tangents = (random_tree(params, 13), xs * 0.5, random_tree(carry, 14))
+    return jax.jit(lambda *a: jax.jvp(f, a[:3], a[3:]))(params, xs, carry, *tangents)
+
+  assert rel_err(jvp("fused"), jvp("reference")) <= GRAD_TOL
+
+
+def test_grud_takes_the_reference_path_with_traced_means_or_inside_time_decay():
+  params, xs, carry = grud_inputs()
+
+  @jax.jit
+  def traced(mean):
+    cell = jaxrnn.grud(H, 2, x_mean=mean)
+    assert fused.fused_spec(cell) is None
+    return jaxrnn.unroll(cell, params, xs, carry)
+
+  assert rel_err(traced(jnp.asarray([0.3, -0.7])), jaxrnn.unroll(GRUD, params, xs, carry, impl="reference")) <= OUT_TOL
+  decayed = jaxrnn.time_decay(GRUD)  # would decay x_last and seen as well: no kernel for that
+  with pytest.raises(ValueError, match="impl='fused'"):
+    jaxrnn.unroll(decayed, decayed.init(jax.random.key(0), 7), jnp.ones((T, B, 7)), impl="fused")

@@ -786,6 +786,99 @@ def sequence(
   return run(params, carry, xs, valid, cut, m, r, rc, g)
 
 
+def _grud_fill(values, obs_mask, valid, cut, r, carry0, rc, mean, *, reverse):
+  """GRU-D's record of each feature's last observed value, without a scan.
+
+  ``values, obs_mask: (T, B, D)``; ``valid: (T, B)`` or None; ``cut: (T,)`` or None; ``r: (T, B)`` or None (the
+  steps whose incoming carry is reset to ``rc``); ``carry0`` and ``rc``: :class:`GRUDCarry` leaves ``(B, ...)``.
+  Returns ``(x_in, x_last, seen)``: the value each step imputes from (``x_last`` where the feature was seen, else
+  ``mean``), ``(T, B, D)`` in input order, and the final carry's ``x_last`` and ``seen``. They depend on the
+  inputs and carries only (not on ``h``), so they are computed for all steps at once: the last observed step
+  before each one is a running maximum of step indices (``lax.cummax``) within its segment since the last reset,
+  and its value a gather. Their derivatives follow the reference scan's: the carry's gradient cut where
+  ``cut`` marks (truncated BPTT), and none from a step that does not run.
+  """
+  T = values.shape[0]
+
+  def order(a):  # processing order
+    return None if a is None else (a[::-1] if reverse else a)
+
+  v, om, kept, rr = order(values), order(obs_mask), order(valid), order(r)
+  steps = jnp.arange(T, dtype=jnp.int32)
+  obs = om > 0
+  if kept is not None:
+    obs = obs & kept[..., None]
+  last_obs = jax.lax.cummax(jnp.where(obs, steps[:, None, None], -1), axis=0)
+  # j[t]: the last step before step t (t = T: after the last) at which the feature was observed, or -1.
+  j = jnp.concatenate([jnp.full((1,) + last_obs.shape[1:], -1, jnp.int32), last_obs])
+  x0, s0 = carry0.x_last[None], carry0.seen[None]
+  if rr is None:
+    start = jnp.zeros((T + 1, 1, 1), jnp.int32)
+    x_start, s_start = x0, s0
+  else:
+    if kept is not None:
+      rr = rr & kept  # a reset at a step that does not run has no effect (unroll moves them to kept steps)
+    seg = jax.lax.cummax(jnp.where(rr, steps[:, None], -1), axis=0)
+    seg = jnp.concatenate([seg, seg[-1:]])[..., None]  # (T + 1, B, 1): the last reset at or before step t
+    start = jnp.maximum(seg, 0)
+    x_start = jnp.where(seg >= 0, rc.x_last[None], x0)
+    s_start = jnp.where(seg >= 0, rc.seen[None], s0)
+  from_obs = j >= start  # observed since the segment began
+  picked = jnp.take_along_axis(v, jnp.clip(j, 0, T - 1), axis=0)
+  x_raw = jnp.where(from_obs, picked, x_start)
+  s_raw = jnp.where(from_obs, jnp.ones_like(s_start), s_start)
+  if cut is not None:  # the source (step j, or the carry the segment began with) lies before a cut
+    cuts = order(cut)[:, None]
+    if kept is not None:
+      cuts = cuts & kept  # a step that does not run passes the uncut carry on
+    c = jax.lax.cummax(jnp.where(cuts, steps[:, None], -1), axis=0)
+    c = jnp.concatenate([c, c[-1:]])[..., None]
+    stop = c > jnp.where(from_obs, j, start)
+    x_raw = jnp.where(stop, jax.lax.stop_gradient(x_raw), x_raw)
+    s_raw = jnp.where(stop, jax.lax.stop_gradient(s_raw), s_raw)
+  mean = mean.reshape(1, 1, -1)
+  x_in = jnp.where(s_raw[:T] > 0, x_raw[:T], mean)
+  # The final carry: a step that ran since the segment began stored x_last with the mean put in for an unseen
+  # feature; with none (length 0), the segment's carry is returned untouched.
+  last_kept = T - 1 if kept is None else jnp.max(jnp.where(kept, steps[:, None], -1), axis=0)[:, None]
+  ran = last_kept >= start[-1]
+  x_last = jnp.where(ran & (s_raw[-1] <= 0), mean[0], x_raw[-1])
+  return order(x_in), x_last, s_raw[-1]
+
+
+def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
+  """GRU-D (:func:`jaxrnn.grud`) on the GRU kernel with the reset before the product (Cho et al. 2014's):
+  the imputed input ``[x_hat, mask]`` is computed for every step at once from :func:`_grud_fill`, and the
+  hidden decay ``gamma_h`` enters as the carry factors ``g`` of :func:`sequence`."""
+  options = dict(spec[1])
+  H, D = options["hidden_size"], options["num_features"]
+  values, om, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]
+  mean = jnp.zeros((D,), x.dtype) if options["x_mean"] is None else jnp.asarray(options["x_mean"], x.dtype)
+  x_in, x_last, seen = _grud_fill(values, om, valid, cut, r, c, rc, mean, reverse=reverse)
+  p = params
+  gx = jnp.exp(-jax.nn.relu(p.w_gx.reshape(1, 1, D) * delta + p.b_gx.reshape(1, 1, D)))
+  x_hat = om * values + (1.0 - om) * (gx * x_in + (1.0 - gx) * mean.reshape(1, 1, D))
+  gh = jnp.exp(-jax.nn.relu(_mm(delta, p.w_gh) + p.b_gh.reshape(1, 1, H)))
+  gp = cells_lib.GRUParams(jnp.concatenate([p.w_x, p.w_m]), p.w_h, p.b, None)
+  kernel = _kernel(("gru", {"hidden_size": H, "reset_after": False}))
+  h, ys = sequence(
+    kernel,
+    gp,
+    jnp.concatenate([x_hat, om], axis=-1),
+    c.h,
+    valid,
+    cut,
+    m,
+    r,
+    None if rc is None else rc.h,
+    gh,
+    reverse=reverse,
+    unroll=unroll,
+    remat=remat,
+  )
+  return type(c)(h, x_last, seen), ys
+
+
 def fused_spec(cell: Any) -> Any:
   """The cell's self-description, or None for cells the fast path does not know."""
   return getattr(getattr(cell, "apply", None), "_jaxrnn_fused", None)
@@ -812,14 +905,18 @@ def unroll(
   ``resets: (T, *batch)`` bool or None marks the steps whose incoming carry
   (in processing order) is ``reset_carry``, a carry shaped like ``carry``.
   A :func:`jaxrnn.time_decay` cell runs its wrapped cell's kernel with the
-  decay of every carry leaf as the factors ``g`` of :func:`sequence`.
+  decay of every carry leaf as the factors ``g`` of :func:`sequence`, and
+  :func:`jaxrnn.grud` the GRU's (:func:`_grud`).
   """
   decay = getattr(cell.apply, DECAY_ATTR, None)
   spec = fused_spec(cell if decay is None else decay[0])
   if spec is None:
     return None
-  kernel = _kernel(spec)
-  if kernel is None:
+  grud = spec[0] == "grud"
+  if grud and decay is not None:  # time_decay would decay x_last and seen too: the plain scan
+    return None
+  kernel = None if grud else _kernel(spec)
+  if kernel is None and not grud:
     return None
   T = xs.shape[0]
   batch_shape = tuple(xs.shape[1:-1])
@@ -854,6 +951,9 @@ def unroll(
   if resets is not None:
     r = resets.reshape(T, B)
     rc = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), reset_carry)
-  c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, g, reverse=reverse, unroll=unroll, remat=remat)
+  if grud:
+    c, ys = _grud(spec, params, x, c, valid, cut, m, r, rc, reverse=reverse, unroll=unroll, remat=remat)
+  else:
+    c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, g, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])

@@ -166,6 +166,12 @@ def grud(
   with ``z -> 1 - z`` (jaxrnn's GRU convention, see :func:`jaxrnn.gru`).
   Before a feature's first observation ``x_last`` is ``x_mean``.
 
+  :func:`jaxrnn.unroll` runs it on a fast path: the imputed inputs of every
+  step are computed at once (each feature's last observed value is a
+  running maximum of step indices and a gather, not a scan), then the GRU's
+  kernel runs with ``gamma_h`` as a factor on ``h`` before each step
+  (where ``x_mean`` is a traced value, the plain scan).
+
   Args:
     hidden_size: ``H``.
     num_features: ``D``, the number of observed variables (the input size is ``3 D``).
@@ -253,4 +259,11 @@ def grud(
     )
     return new, h
 
-  return base.Cell(init_fn, initial_carry_fn, cells_lib._with_recurrent_mask(apply_fn))
+  apply_fn = cells_lib._with_recurrent_mask(apply_fn)
+  try:  # jaxrnn.unroll's fast path (fused._grud) takes the means as a constant of the cell
+    mean = None if x_mean is None else tuple(float(v) for v in np.asarray(x_mean, np.float64))
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return base.Cell(init_fn, initial_carry_fn, apply_fn)  # means traced inside a jit: the plain scan
+  return base.Cell(
+    init_fn, initial_carry_fn, cells_lib._with_fast_path(apply_fn, "grud", hidden_size=H, num_features=D, x_mean=mean)
+  )
