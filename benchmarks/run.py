@@ -6,6 +6,7 @@ Usage::
   python -m benchmarks.run --quick              # fewer repeats, smaller sweep and long-sequence runs
   python -m benchmarks.run --cells lstm --shapes 64x100x32x128 --modes train --sections rnn
   python -m benchmarks.run --markdown out.md    # also write the tables as markdown
+  python -m benchmarks.run --malloc tuned       # glibc's malloc keeping freed memory (as jemalloc would)
 
 Times are medians of per-call wall times, measured in interleaved blocks (see
 :func:`benchmarks.timing.measure`). The arithmetic floor is the matrix-product
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     metavar="KEY=VALUE",
     help="a compiler option for the rnn section's jax.jit of jaxrnn and flax alike, e.g. "
     "xla_cpu_prefer_vector_width=512 (repeatable)",
+  )
+  p.add_argument(
+    "--malloc",
+    default="default",
+    choices=timing.MALLOC_CHOICES,
+    help="glibc's malloc as it comes (default) or tuned to keep freed memory (re-runs the process with "
+    "benchmarks.timing.TUNED_MALLOC set; PyTorch's LSTM and flax train much faster so)",
   )
   args = p.parse_args(argv)
   args.cells = [c for c in args.cells.split(",") if c]
@@ -217,6 +225,7 @@ def long_section(args: argparse.Namespace) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
   args = parse_args(argv)
+  timing.use_malloc(args.malloc)
   import torch
 
   torch.set_num_threads(os.cpu_count() or 1)

@@ -1,5 +1,5 @@
-"""Timing helpers: interleaved medians, the matrix-product rate, a description of the machine, and the
-parsing of a ``KEY=VALUE`` compiler option given on a command line."""
+"""Timing helpers: interleaved medians, the matrix-product rate, a description of the machine, the parsing of a
+``KEY=VALUE`` compiler option given on a command line, and glibc's malloc setting for a run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,34 @@ import jax
 import jax.numpy as jnp
 
 from experiments import runner
+
+# glibc malloc settings that keep freed memory for reuse (no mmap for large blocks, no trimming of the heap), the
+# effect of the jemalloc or tcmalloc that PyTorch's CPU performance guide recommends. By default glibc serves a block
+# over its mmap threshold (at most 32 MiB) with fresh pages that the kernel zeroes on first touch, on every call: a
+# training step whose buffers add up to more than that pays for it every time (`python -m benchmarks.page_faults`).
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_TOP_PAD_": "268435456"}
+MALLOC_CHOICES = ("default", "tuned")
+
+
+def malloc_setting() -> str:
+  """``"tuned"`` when this process runs with :data:`TUNED_MALLOC`, ``"default"`` when with none of it, else a
+  description of what is set."""
+  got = {k: os.environ[k] for k in TUNED_MALLOC if k in os.environ}
+  if not got:
+    return "default"
+  return "tuned" if got == TUNED_MALLOC else " ".join(f"{k}={v}" for k, v in got.items())
+
+
+def use_malloc(mode: str) -> None:
+  """For ``"tuned"``, makes this process run with :data:`TUNED_MALLOC` (which glibc reads only at start-up): it
+  re-executes itself with those variables set, before anything is timed. ``"default"`` leaves the process as it
+  is; :func:`describe_machine` reports what is set."""
+  if mode not in MALLOC_CHOICES:
+    raise SystemExit(f"--malloc takes one of {MALLOC_CHOICES}, got {mode!r}")
+  if mode == "default" or malloc_setting() == "tuned":
+    return
+  sys.stdout.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **TUNED_MALLOC})
 
 
 def measure(fns: Mapping[str, Callable[..., Any]], *, rounds: int = 5, block_s: float = 0.2) -> dict[str, float]:
@@ -102,6 +131,7 @@ def describe_machine() -> dict[str, str]:
     "cpu": cpu_model(),
     "vector extensions": runner.vector_extensions(),
     "cores": str(os.cpu_count()),
+    "malloc": malloc_setting(),
     **versions(),
   }
 

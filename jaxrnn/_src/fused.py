@@ -715,7 +715,7 @@ def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
 
 
 def sequence(
-  kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, g=None, *, reverse, unroll, remat, chunk=None
+  kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, decay=None, *, reverse, unroll, remat, chunk=None
 ):
   """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
 
@@ -723,34 +723,44 @@ def sequence(
   length; ``cut: (T,)`` bool or None marks the steps whose incoming carry has
   its derivative cut (truncated BPTT); ``m: (B, H)`` or None is the recurrent-dropout mask, a constant
   (no derivative flows to it); ``r: (T, B)`` bool or None marks the steps whose incoming carry is replaced by
-  ``rc`` (a carry, differentiable); ``g`` is None or a carry-shaped tree of ``(T, B, F)`` factors that multiply
-  the carry entering each step (after a reset; differentiable). Evaluated without derivatives it is one
-  plain scan; its derivative rule runs the chunked forward and tangent.
+  ``rc`` (a carry, differentiable); ``decay`` is None or ``(fn, fparams, src)``: the factors that multiply the
+  carry entering each step (after a reset) are ``fn(fparams, src)``, a carry-shaped tree of ``(T, B, F)`` arrays
+  computed from ``src``, a pytree of ``(T, B, ...)`` arrays (both differentiable). The derivative computes them,
+  and their tangents, a chunk at a time from ``src``, so that no factors or tangents of the whole sequence are
+  kept: temporary memory above glibc's mmap threshold (32 MiB at most) costs fresh pages on every call
+  (``python -m benchmarks.page_faults``). Evaluated without derivatives it is one plain scan; its derivative
+  rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
   H = max(a.shape[-1] for a in jax.tree.leaves(carry))  # the cells, where a projection makes h smaller
   K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
 
+  fn, fparams, src = (None, None, None) if decay is None else decay
+
   @jax.custom_jvp
-  def run(p, carry, xs, valid, cut, m, r, rc, g):
+  def run(p, carry, xs, valid, cut, m, r, rc, fparams, src):
+    g = None if fn is None else fn(fparams, src)
     carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
-    p, carry0, xs, valid, cut, m, r, rc, g = primals
+    p, carry0, xs, valid, cut, m, r, rc, fparams, src = primals
     dp, dcarry0, dxs = tangents[:3]
     drc = None if rc is None else _instantiate(tangents[7], rc)
-    dg = None
-    if g is not None and not all(_zero(t) for t in jax.tree.leaves(tangents[8], is_leaf=_zero)):
-      dg = _instantiate(tangents[8], g)
+    dfparams = dsrc = None  # the factors' tangents, when they have any
+    if fn is not None and not all(_zero(t) for t in jax.tree.leaves(tangents[8:], is_leaf=_zero)):
+      dfparams, dsrc = _instantiate(tangents[8], fparams), _instantiate(tangents[9], src)
     # Symbolic zeros stay symbolic (no products with zero tangents); the others go through the scans.
     dp_leaves, dp_tree = jax.tree.flatten(dp, is_leaf=lambda t: isinstance(t, SymbolicZero))
     live = [not _zero(t) for t in dp_leaves]
     dxs = None if _zero(dxs) else dxs
 
-    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg):
+    def pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, fp, dfp, s, ds):
       it = iter(live_leaves)
       dp = dp_tree.unflatten([next(it) if alive else t for alive, t in zip(live, dp_leaves)])
+      g = dg = None  # this chunk's factors (recomputed for the backward pass, not kept)
+      if fn is not None:
+        g, dg = (fn(fp, s), None) if dfp is None else jax.jvp(fn, (fp, s), (dfp, ds))
       return _pair(kernel, p, wt, dp, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg, reverse=reverse, unroll=unroll)
 
     pair = jax.checkpoint(pair, policy=jax.checkpoint_policies.save_only_these_names(SAVED), prevent_cse=False)
@@ -758,8 +768,10 @@ def sequence(
     wt = jnp.transpose(p.w_h)  # once per sequence, not per chunk
 
     def chunk(state, inp):
-      (carry, dcarry), (x, dx, v, c, r, g, dg) = state, inp
-      (carry, ys), (dcarry, dys) = pair(p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, g, dg)
+      (carry, dcarry), (x, dx, v, c, r, s, ds) = state, inp
+      (carry, ys), (dcarry, dys) = pair(
+        p, wt, live_leaves, carry, dcarry, x, dx, v, c, m, r, rc, drc, fparams, dfparams, s, ds
+      )
       return (carry, dcarry), (ys, dys)
 
     def chunks(state, inp, steps):
@@ -767,7 +779,7 @@ def sequence(
       return _over_chunks(chunk, state, inp, steps, K, reverse=reverse)
 
     state = (carry0, _instantiate(dcarry0, carry0))
-    inputs = (xs, dxs, valid, cut, r, g, dg)
+    inputs = (xs, dxs, valid, cut, r, src, dsrc)
     if not remat:
       state, (ys, dys) = chunks(state, inputs, T)
     else:
@@ -783,7 +795,7 @@ def sequence(
     return _canonical((carry, ys)), _canonical((dcarry, dys))
 
   run.defjvp(run_jvp, symbolic_zeros=True)
-  return run(params, carry, xs, valid, cut, m, r, rc, g)
+  return run(params, carry, xs, valid, cut, m, r, rc, fparams, src)
 
 
 def _grud_fill(values, obs_mask, valid, cut, r, carry0, rc, mean, *, reverse):
@@ -846,10 +858,21 @@ def _grud_fill(values, obs_mask, valid, cut, r, carry0, rc, mean, *, reverse):
   return order(x_in), x_last, s_raw[-1]
 
 
+def _time_decay_factors(rate: Any, dt: Array) -> Any:
+  """:func:`jaxrnn.time_decay`'s factors ``exp(-softplus(rate) dt)``, a tree like the carry, from ``dt: (K, B, 1)``."""
+  return jax.tree.map(lambda a: jnp.exp(-jax.nn.softplus(a).reshape(1, 1, -1) * dt), rate)
+
+
+def _grud_hidden_decay(w: tuple[Array, Array], delta: Array) -> Array:
+  """GRU-D's ``gamma_h = exp(-max(0, delta W_gh + b_gh))`` from ``delta: (K, B, D)``."""
+  w_gh, b_gh = w
+  return jnp.exp(-jax.nn.relu(_mm(delta, w_gh) + b_gh.reshape(1, 1, -1)))
+
+
 def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
   """GRU-D (:func:`jaxrnn.grud`) on the GRU kernel with the reset before the product (Cho et al. 2014's):
   the imputed input ``[x_hat, mask]`` is computed for every step at once from :func:`_grud_fill`, and the
-  hidden decay ``gamma_h`` enters as the carry factors ``g`` of :func:`sequence`."""
+  hidden decay ``gamma_h`` enters as the carry factors of :func:`sequence` (its ``decay``)."""
   options = dict(spec[1])
   H, D = options["hidden_size"], options["num_features"]
   values, om, delta = x[..., :D], x[..., D : 2 * D], x[..., 2 * D :]
@@ -858,7 +881,6 @@ def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
   p = params
   gx = jnp.exp(-jax.nn.relu(p.w_gx.reshape(1, 1, D) * delta + p.b_gx.reshape(1, 1, D)))
   x_hat = om * values + (1.0 - om) * (gx * x_in + (1.0 - gx) * mean.reshape(1, 1, D))
-  gh = jnp.exp(-jax.nn.relu(_mm(delta, p.w_gh) + p.b_gh.reshape(1, 1, H)))
   gp = cells_lib.GRUParams(jnp.concatenate([p.w_x, p.w_m]), p.w_h, p.b, None)
   kernel = _kernel(("gru", {"hidden_size": H, "reset_after": False}))
   h, ys = sequence(
@@ -871,7 +893,7 @@ def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
     m,
     r,
     None if rc is None else rc.h,
-    gh,
+    (_grud_hidden_decay, (p.w_gh, p.b_gh), delta),
     reverse=reverse,
     unroll=unroll,
     remat=remat,
@@ -905,7 +927,7 @@ def unroll(
   ``resets: (T, *batch)`` bool or None marks the steps whose incoming carry
   (in processing order) is ``reset_carry``, a carry shaped like ``carry``.
   A :func:`jaxrnn.time_decay` cell runs its wrapped cell's kernel with the
-  decay of every carry leaf as the factors ``g`` of :func:`sequence`, and
+  decay of every carry leaf as the factors of :func:`sequence` (its ``decay``), and
   :func:`jaxrnn.grud` the GRU's (:func:`_grud`).
   """
   decay = getattr(cell.apply, DECAY_ATTR, None)
@@ -925,10 +947,9 @@ def unroll(
     return None
   # The cell's own checks of params, carry and input, at trace time.
   jax.eval_shape(cell.apply, params, carry, xs[0])
-  g = None
+  factors = None
   if decay is not None:  # x = [features, dt]: every carry leaf decays by exp(-softplus(rate) dt) before the step
-    dt = xs[..., -1:].reshape(T, B, 1)
-    g = jax.tree.map(lambda a: jnp.exp(-jax.nn.softplus(a).reshape(1, 1, -1) * dt), params.rate)
+    factors = (_time_decay_factors, params.rate, xs[..., -1:].reshape(T, B, 1))
     xs = xs if decay[1] else xs[..., :-1]
     params = params.cell
   x = xs.reshape(T, B, xs.shape[-1])
@@ -954,6 +975,6 @@ def unroll(
   if grud:
     c, ys = _grud(spec, params, x, c, valid, cut, m, r, rc, reverse=reverse, unroll=unroll, remat=remat)
   else:
-    c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, g, reverse=reverse, unroll=unroll, remat=remat)
+    c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, factors, reverse=reverse, unroll=unroll, remat=remat)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])
