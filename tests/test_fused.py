@@ -299,20 +299,31 @@ def test_batch_shapes(batch_shape):
 @pytest.mark.parametrize("name", ["elman", "gru", "lstm"])
 def test_long_sequence_several_chunks_and_remat(name):
   # Longer than one chunk (the chunk length scales with 1 / (B H)), with a partial last chunk.
-  H = 128 if name == "elman" else 64  # the Elman kernel's chunks hold 4x the steps x batch x units
+  H = 256 if name == "elman" else 64  # the Elman kernel's chunks hold 4x the steps x batch x units
   cell = {"elman": jaxrnn.elman(H), "gru": jaxrnn.gru(H), "lstm": jaxrnn.lstm(H)}[name]
   _, xs, carry = inputs(cell, (40,))
   xs = jnp.concatenate([xs] * 7)[:61]
   # The cell's own (orthogonal) init: random recurrent weights of this size would make the
   # dynamics chaotic, and 61 steps would amplify float rounding beyond any tolerance.
   params = cell.init(jax.random.key(0), I)
-  assert fused.chunk_length(61, 40, H, fused._kernel(fused.fused_spec(cell)).chunk_scale) < 61
-  for options in [{}, {"remat": 10, "truncate": 25}]:
+  scale = fused._kernel(fused.fused_spec(cell)).chunk_scale
+  assert fused.chunk_length(61, 40, H, scale) < 61  # 61 is prime: chunks of 26 steps and a last one of 9
+  assert 60 % fused.chunk_length(60, 40, H, scale) == 0  # 60: two chunks of 30, no shorter last one
+  for options, T_ in [({}, 61), ({"remat": 10, "truncate": 25}, 61), ({}, 60)]:
     static = tuple(sorted(options.items()))
-    got = outputs_and_grads(cell, "fused", static, params, xs, carry, None)
-    want = outputs_and_grads(cell, "reference", static, params, xs, carry, None)
+    got = outputs_and_grads(cell, "fused", static, params, xs[:T_], carry, None)
+    want = outputs_and_grads(cell, "reference", static, params, xs[:T_], carry, None)
     assert rel_err(got[0], want[0]) <= OUT_TOL
     assert rel_err(got[1], want[1]) <= GRAD_TOL
+
+
+def test_chunk_length_prefers_a_divisor_of_the_length():
+  # About CHUNK_ELEMENTS steps x batch x units; the shortest length up to 1.5x that divides T, if any.
+  assert fused.chunk_length(200, 8, 512) == 20  # 16 -> 20: ten chunks
+  assert fused.chunk_length(100, 64, 128) == 10  # 8 -> 10
+  assert fused.chunk_length(1000, 16, 64) == 64  # no divisor of 1000 in 64..96: a last chunk of 40
+  assert fused.chunk_length(61, 40, 64) == 26  # prime
+  assert fused.chunk_length(5, 1, 1) == 5  # at most T
 
 
 def test_vmap_over_params_of_grad():
