@@ -72,7 +72,11 @@ def time_steps(cell_name: str, B: int, T: int, I: int, H: int, steps: list[int],
   temps: dict[int, float] = {}
   try:
     for k in steps:
-      fused.chunk_length = lambda T, B, H, scale=1, k=k: min(k, T)  # read when the step is traced
+
+      def fixed(T: int, B: int, H: int, scale: int = 1, k: int = k) -> int:
+        return min(k, T)
+
+      fused.chunk_length = fixed  # read when the step is traced
       grad, fwd = models.unroll_step_and_forward(cell)
       models.assert_agree((fwd(params, xs), grad(params, xs)), want)
       temps[k] = grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes / 2**20

@@ -187,10 +187,10 @@ def variant_table_main(
     for shape in args.shapes.split(","):
       B, T, I, H = (int(v) for v in shape.split("x"))
       t = time_shape(cell_name, B, T, I, H, args.rounds)
-      cells = []
+      row = []
       for m in ("train", "infer"):
         for v in variants:
           ratio = "" if v in unratioed else f" ({t[f'{m} {v}'] / t[f'{m} {base}']:.2f}x)"
-          cells.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+          row.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
+      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(row)} |", flush=True)
   print(f"load average (1 min): {load_average():.2f}")

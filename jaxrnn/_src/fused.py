@@ -874,7 +874,8 @@ def _time_decay_factors(rate: Any, dt: Array) -> Any:
 def _grud_hidden_decay(w: tuple[Array, Array], delta: Array) -> Array:
   """GRU-D's ``gamma_h = exp(-max(0, delta W_gh + b_gh))`` from ``delta: (K, B, D)``."""
   w_gh, b_gh = w
-  return jnp.exp(-jax.nn.relu(_mm(delta, w_gh) + b_gh.reshape(1, 1, -1)))
+  z = delta @ w_gh  # (K, B, D) x (D, H)
+  return jnp.exp(-jax.nn.relu(z + b_gh.reshape(1, 1, -1)))
 
 
 def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
