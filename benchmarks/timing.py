@@ -20,11 +20,17 @@ import jax.numpy as jnp
 
 from experiments import runner
 
-# glibc malloc settings that keep freed memory for reuse (no mmap for large blocks, no trimming of the heap), the
-# effect of the jemalloc or tcmalloc that PyTorch's CPU performance guide recommends. By default glibc serves a block
-# over its mmap threshold (at most 32 MiB) with fresh pages that the kernel zeroes on first touch, on every call: a
-# training step whose buffers add up to more than that pays for it every time (`python -m benchmarks.page_faults`).
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_TOP_PAD_": "268435456"}
+# glibc malloc settings that keep freed memory for reuse (no mmap for large blocks, no trimming of the heap, one
+# arena: the per-thread arenas' heaps hold at most 64 MiB, and larger blocks then come fresh again), the effect of
+# the jemalloc or tcmalloc that PyTorch's CPU performance guide recommends. By default glibc serves a block over its
+# mmap threshold (at most 32 MiB) with fresh pages that the kernel zeroes on first touch, on every call: a training
+# step whose buffers add up to more than that pays for it every time (`python -m benchmarks.page_faults`).
+TUNED_MALLOC = {
+  "MALLOC_MMAP_MAX_": "0",
+  "MALLOC_TRIM_THRESHOLD_": "4000000000",
+  "MALLOC_TOP_PAD_": "268435456",
+  "MALLOC_ARENA_MAX": "1",
+}
 MALLOC_CHOICES = ("default", "tuned")
 
 

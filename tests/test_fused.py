@@ -474,7 +474,14 @@ def grud_inputs(seed=0):
   return params, xs, carry
 
 
-GRUD_CASES = ["plain", "truncate_lengths_reverse", "remat_sqrt_reverse_lengths", "batch_major_unroll", "truncate"]
+GRUD_CASES = [
+  "plain",
+  "reverse",
+  "truncate_lengths_reverse",
+  "remat_sqrt_reverse_lengths",
+  "batch_major_unroll",
+  "truncate",
+]
 
 
 @pytest.mark.parametrize("option", GRUD_CASES + [f"resets-{o}" for o in [*GRUD_CASES, "lengths"]])
