@@ -15,8 +15,8 @@ temporary buffer (``memory_analysis().temp_size_in_bytes``). Contestants: jaxrnn
 glibc serves a request larger than its mmap threshold (which grows with the blocks freed, to at most 32 MiB) with
 new pages from the kernel, which zeroes each one on first touch, and gives them back when the block is freed; a
 training step that needs such a block pays that on every call. ``--malloc tuned`` re-runs the process with
-:data:`benchmarks.timing.TUNED_MALLOC` (no mmap for large blocks, no trimming of the heap), under which freed
-memory is reused, as with jemalloc or tcmalloc.
+:data:`benchmarks.timing.TUNED_MALLOC` (no mmap for large blocks, no trimming of the heap, one arena), under which
+freed memory is reused, as with jemalloc or tcmalloc.
 """
 
 from __future__ import annotations
