@@ -104,12 +104,10 @@ def main(argv: list[str] | None = None) -> None:
   print(f"load average (1 min): {timing.load_average():.2f}")
   print("| cell | B,T,I,H | " + " | ".join(f"x{f:g}: K, train ms" for f in factors) + " |")
   print("|" + "---:|" * (2 + len(factors)))
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, factors, args.rounds)
-      cells = [f"{k}, {s * 1e3:.2f} ({s / t[1.0][1]:.2f}x)" for k, s in (t[f] for f in factors)]
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+  for cell_name, B, T, I, H in timing.cell_shapes(args.cells, args.shapes):
+    t = time_shape(cell_name, B, T, I, H, factors, args.rounds)
+    cells = [f"{k}, {s * 1e3:.2f} ({s / t[1.0][1]:.2f}x)" for k, s in (t[f] for f in factors)]
+    print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
   print(f"load average (1 min): {timing.load_average():.2f}")
 
 
@@ -119,15 +117,13 @@ def steps_main(args: Any) -> None:
   print(f"load average (1 min): {timing.load_average():.2f}")
   print("| cell | B,T,I,H | library K | " + " | ".join(f"K={k}: temp MiB, train ms" for k in steps) + " |")
   print("|" + "---:|" * (3 + len(steps)))
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      kernel = fused._kernel(fused.fused_spec(models.jaxrnn_cell(cell_name, H)))
-      assert kernel is not None
-      own = fused.chunk_length(T, B, H, kernel.chunk_scale)
-      t = time_steps(cell_name, B, T, I, H, steps, args.rounds)
-      cells = [f"{m:.1f}, {s * 1e3:.2f}" for m, s in (t[k] for k in steps)]
-      print(f"| {cell_name} | {B},{T},{I},{H} | {own} | {' | '.join(cells)} |", flush=True)
+  for cell_name, B, T, I, H in timing.cell_shapes(args.cells, args.shapes):
+    kernel = fused._kernel(fused.fused_spec(models.jaxrnn_cell(cell_name, H)))
+    assert kernel is not None
+    own = fused.chunk_length(T, B, H, kernel.chunk_scale)
+    t = time_steps(cell_name, B, T, I, H, steps, args.rounds)
+    cells = [f"{m:.1f}, {s * 1e3:.2f}" for m, s in (t[k] for k in steps)]
+    print(f"| {cell_name} | {B},{T},{I},{H} | {own} | {' | '.join(cells)} |", flush=True)
   print(f"load average (1 min): {timing.load_average():.2f}")
 
 

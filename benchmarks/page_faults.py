@@ -83,15 +83,13 @@ def main(argv: list[str] | None = None) -> None:
   print(f"load average (1 min): {timing.load_average():.2f}")
   print("| cell | B,T,I,H | " + " | ".join(f"{c} ms / faults / temp MiB" for c in CONTESTANTS) + " |")
   print("|" + "---:|" * (2 + len(CONTESTANTS)))
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      r = time_shape(cell_name, B, T, I, H, args.rounds)
-      cells = []
-      for c in CONTESTANTS:
-        t, f, m = r[c]
-        cells.append(f"{t * 1e3:.2f} / {f:,.0f}" + ("" if np.isnan(m) else f" / {m:.1f}"))
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
+  for cell_name, B, T, I, H in timing.cell_shapes(args.cells, args.shapes):
+    r = time_shape(cell_name, B, T, I, H, args.rounds)
+    cells = []
+    for c in CONTESTANTS:
+      t, f, m = r[c]
+      cells.append(f"{t * 1e3:.2f} / {f:,.0f}" + ("" if np.isnan(m) else f" / {m:.1f}"))
+    print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(cells)} |", flush=True)
   print(f"load average (1 min): {timing.load_average():.2f}")
 
 

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -161,6 +161,14 @@ def shape_arguments(module: str, doc: str | None, shapes: str) -> argparse.Argum
   return p
 
 
+def cell_shapes(cells: str, shapes: str) -> Iterator[tuple[str, int, int, int, int]]:
+  """``(cell, B, T, I, H)`` for every comma-separated cell and ``BxTxIxH`` shape of a command line, cell-major."""
+  for cell_name in cells.split(","):
+    for shape in shapes.split(","):
+      B, T, I, H = (int(v) for v in shape.split("x"))
+      yield cell_name, B, T, I, H
+
+
 def print_variant_header(leading: tuple[str, ...], variants: tuple[str, ...]) -> None:
   """A Markdown table's head: the ``leading`` columns, then ``train <variant>`` and ``infer <variant>``."""
   head = " | ".join([*leading, *(f"{m} {v}" for m in ("train", "infer") for v in variants)])
@@ -189,14 +197,12 @@ def variant_table_main(
   print("\n".join(f"{k}: {v}" for k, v in describe_machine().items()))
   print(f"load average (1 min): {load_average():.2f}")
   print_variant_header(("cell", "B,T,I,H"), variants)
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, args.rounds)
-      row = []
-      for m in ("train", "infer"):
-        for v in variants:
-          ratio = "" if v in unratioed else f" ({t[f'{m} {v}'] / t[f'{m} {base}']:.2f}x)"
-          row.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
-      print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(row)} |", flush=True)
+  for cell_name, B, T, I, H in cell_shapes(args.cells, args.shapes):
+    t = time_shape(cell_name, B, T, I, H, args.rounds)
+    row = []
+    for m in ("train", "infer"):
+      for v in variants:
+        ratio = "" if v in unratioed else f" ({t[f'{m} {v}'] / t[f'{m} {base}']:.2f}x)"
+        row.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
+    print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(row)} |", flush=True)
   print(f"load average (1 min): {load_average():.2f}")

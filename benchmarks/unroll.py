@@ -52,12 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     p.error(f"--unrolls takes positive integers, e.g. 1,2,4; got {args.unrolls!r}")
   print(f"load average (1 min): {timing.load_average():.2f}")
   timing.print_variant_header(("cell", "B,T,I,H"), tuple(f"u{n}" for n in unrolls))
-  for cell_name in args.cells.split(","):
-    for shape in args.shapes.split(","):
-      B, T, I, H = (int(v) for v in shape.split("x"))
-      t = time_shape(cell_name, B, T, I, H, args.rounds, unrolls)
-      row = " | ".join(f"{t[f'{m} u{n}'] * 1e3:.2f}" for m in ("train", "infer") for n in unrolls)
-      print(f"| {cell_name} | {B},{T},{I},{H} | {row} |", flush=True)
+  for cell_name, B, T, I, H in timing.cell_shapes(args.cells, args.shapes):
+    t = time_shape(cell_name, B, T, I, H, args.rounds, unrolls)
+    row = " | ".join(f"{t[f'{m} u{n}'] * 1e3:.2f}" for m in ("train", "infer") for n in unrolls)
+    print(f"| {cell_name} | {B},{T},{I},{H} | {row} |", flush=True)
   print(f"load average (1 min): {timing.load_average():.2f}")
 
 

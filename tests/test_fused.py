@@ -97,19 +97,26 @@ def outputs_and_grads(cell, impl, options, params, xs, carry, lengths, reset_car
   return out, grads
 
 
-def compare(cell, options, batch_shape=(B,), seed=0):
+def check_against_reference(cell, options, params, xs, carry, reset_carry=None):
+  """The fast path's outputs and gradients against the reference path's, with ``options`` (an ``OPTIONS`` entry;
+  ``xs`` time-major, moved for ``time_major=False``); returns the reference's gradients."""
   options = dict(options)
   lengths = options.pop("lengths", None)
-  params, xs, carry = inputs(cell, batch_shape, seed)
+  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
   if not options.get("time_major", True):
     xs = jnp.moveaxis(xs, 0, -2)
   static = tuple(sorted(options.items()))
-  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
-  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths)
-  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths)
+  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths, reset_carry)
+  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths, reset_carry)
   assert jax.tree.structure(got_out) == jax.tree.structure(want_out)
   assert rel_err(got_out, want_out) <= OUT_TOL
   assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  return want_grads
+
+
+def compare(cell, options, batch_shape=(B,), seed=0):
+  params, xs, carry = inputs(cell, batch_shape, seed)
+  check_against_reference(cell, options, params, xs, carry)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -214,18 +221,9 @@ RESET_CASES += [("lstm_proj", "remat_sqrt_reverse_lengths")]
 
 @pytest.mark.parametrize(("name", "option"), RESET_CASES, ids=[f"{o}-{n}" for n, o in RESET_CASES])
 def test_resets_equal_reference(name, option):
-  cell, options = CELLS[name], dict(OPTIONS[option])
-  lengths = options.pop("lengths", None)
-  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  cell = CELLS[name]
   params, xs, carry = inputs(cell)
-  reset_carry = random_tree(carry, 12)
-  if not options.get("time_major", True):
-    xs = jnp.moveaxis(xs, 0, -2)
-  static = tuple(sorted(options.items()))
-  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths, reset_carry)
-  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths, reset_carry)
-  assert rel_err(got_out, want_out) <= OUT_TOL
-  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  want_grads = check_against_reference(cell, OPTIONS[option], params, xs, carry, random_tree(carry, 12))
   assert float(jnp.max(jnp.abs(jax.tree.leaves(want_grads[3])[0]))) > 0  # the reset carry has a gradient
 
 
@@ -248,17 +246,8 @@ DECAY_CASES += [("gru", "remat_sqrt_reverse_lengths"), ("lstm", "batch_major_unr
 @pytest.mark.parametrize(("name", "option"), DECAY_CASES, ids=[f"{o}-{n}" for n, o in DECAY_CASES])
 def test_time_decay_equals_reference(name, option):
   cell = jaxrnn.time_decay(CELLS[name], delta_as_input=name.startswith("gru"))
-  options = dict(OPTIONS[option])
-  lengths = options.pop("lengths", None)
-  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
   params, xs, carry = decay_inputs(cell)
-  if not options.get("time_major", True):
-    xs = jnp.moveaxis(xs, 0, -2)
-  static = tuple(sorted(options.items()))
-  got_out, got_grads = outputs_and_grads(cell, "fused", static, params, xs, carry, lengths)
-  want_out, want_grads = outputs_and_grads(cell, "reference", static, params, xs, carry, lengths)
-  assert rel_err(got_out, want_out) <= OUT_TOL
-  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  want_grads = check_against_reference(cell, OPTIONS[option], params, xs, carry)
   g_dt = want_grads[1][..., -1]
   assert float(jnp.max(jnp.abs(g_dt))) > 0 and float(jnp.max(jnp.abs(jax.tree.leaves(want_grads[0].rate)[0]))) > 0
 
@@ -486,22 +475,12 @@ GRUD_CASES = [
 
 @pytest.mark.parametrize("option", GRUD_CASES + [f"resets-{o}" for o in [*GRUD_CASES, "lengths"]])
 def test_grud_equals_reference(option):
-  resets = option.startswith("resets-")
-  options = dict(OPTIONS[option.removeprefix("resets-")])
   assert fused.fused_spec(GRUD) is not None
-  lengths = options.pop("lengths", None)
-  lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
   params, xs, carry = grud_inputs()
   reset_carry = None
-  if resets:
+  if option.startswith("resets-"):
     reset_carry = random_tree(carry, 12)._replace(seen=jnp.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-  if not options.get("time_major", True):
-    xs = jnp.moveaxis(xs, 0, -2)
-  static = tuple(sorted(options.items()))
-  got_out, got_grads = outputs_and_grads(GRUD, "fused", static, params, xs, carry, lengths, reset_carry)
-  want_out, want_grads = outputs_and_grads(GRUD, "reference", static, params, xs, carry, lengths, reset_carry)
-  assert rel_err(got_out, want_out) <= OUT_TOL
-  assert rel_err(got_grads, want_grads) <= GRAD_TOL
+  want_grads = check_against_reference(GRUD, OPTIONS[option.removeprefix("resets-")], params, xs, carry, reset_carry)
   # The initial carry's x_last (imputed from until a feature is observed) and the time gaps have gradients.
   assert float(jnp.max(jnp.abs(want_grads[2].x_last))) > 0
   assert float(jnp.max(jnp.abs(want_grads[1][..., 4:]))) > 0
