@@ -531,6 +531,43 @@ def test_layers_pass_resets_to_every_direction_and_layer():
   assert not np.allclose(net.apply(params, xs, lengths=lengths)[1], ys, atol=1e-3)
 
 
+def test_layers_restart_from_a_given_reset_carry_per_child():
+  fwd_cell, bwd_cell, top_cell = jaxrnn.gru(3), jaxrnn.lstm(2), jaxrnn.elman(4)
+  net = jaxrnn.stacked(jaxrnn.bidirectional(fwd_cell, bwd_cell), jaxrnn.rnn(top_cell))
+  params = net.init(jax.random.key(0), I)
+  xs = jax.random.normal(jax.random.key(1), (T, 4, I))
+  resets, lengths = jnp.asarray(RESETS), jnp.asarray([T, 5, 2, 4], jnp.int32)
+  rc_f = jax.random.normal(jax.random.key(2), (4, 3))  # one per sequence
+  rc_top = jax.random.normal(jax.random.key(3), (4,))  # one learned carry, broadcast over the batch
+  (p_f, p_b), p_top = params
+
+  def layered(params, rc_f, rc_top):
+    return net.apply(params, xs, resets=resets, lengths=lengths, reset_carry=((rc_f, None), rc_top))
+
+  def by_hand(params, rc_f, rc_top):
+    (p_f, p_b), p_top = params
+    cf, yf = jaxrnn.unroll(fwd_cell, p_f, xs, resets=resets, lengths=lengths, reset_carry=rc_f)
+    cb, yb = jaxrnn.unroll(bwd_cell, p_b, xs, resets=resets, lengths=lengths, reverse=True)
+    y = jnp.concatenate([yf, yb], -1)
+    ct, yt = jaxrnn.unroll(top_cell, p_top, y, resets=resets, lengths=lengths, reset_carry=rc_top)
+    return ((cf, cb), ct), yt
+
+  chex.assert_trees_all_close(layered(params, rc_f, rc_top), by_hand(params, rc_f, rc_top), **TOL)
+  # The reset carries are used (the default restarts from zeros), and trained through the layers.
+  assert not np.allclose(layered(params, 0 * rc_f, 0 * rc_top)[1], layered(params, rc_f, rc_top)[1], atol=1e-3)
+
+  def loss(f):
+    return lambda *a: jnp.sum(jnp.sin(f(*a)[1]))
+
+  got = jax.jit(jax.grad(loss(layered), (0, 1, 2)))(params, rc_f, rc_top)
+  chex.assert_trees_all_close(got, jax.grad(loss(by_hand), (0, 1, 2))(params, rc_f, rc_top), rtol=1e-4, atol=1e-5)
+  assert float(jnp.max(jnp.abs(got[2]))) > 0
+  with pytest.raises(jaxrnn.InputError, match="reset_carry must be a tuple of 2 reset carries"):
+    net.apply(params, xs, resets=resets, reset_carry=(rc_f, None, None))
+  with pytest.raises(jaxrnn.InputError, match="reset_carry is given without resets"):
+    net.apply(params, xs, reset_carry=((rc_f, None), rc_top))
+
+
 def test_resets_under_vmap_over_params_equal_each_trial():
   cell = CELLS["lstm_peepholes"]
   trials = [random_params("lstm_peepholes", s) for s in (1, 2, 3)]

@@ -32,6 +32,7 @@ class LayerApplyFn(Protocol):
     lengths: Array | None = None,
     mask: Array | None = None,
     resets: Array | None = None,
+    reset_carry: base.Carry | None = None,
     key: Array | None = None,
     time_major: bool | None = None,
   ) -> tuple[base.Carry, Array]: ...
@@ -44,15 +45,17 @@ class Layer(NamedTuple):
     init: ``init(key, input_size) -> params``.
     initial_carry: ``initial_carry(batch_shape=(), dtype=jnp.float32) -> carry``.
     apply: ``apply(params, xs, carry=None, *, lengths=None, mask=None,
-      resets=None, key=None, time_major=None) -> (final_carry, ys)``. ``xs`` is
-      ``(T, *batch, input_size)`` (or ``(*batch, T, input_size)`` when the
-      layer was built with ``time_major=False`` or ``time_major=False`` is
-      passed). ``lengths`` and ``mask`` mark the steps to run as in
-      :func:`jaxrnn.unroll`; ``resets`` marks where new sequences start, as
-      there, and every recurrence restarts there from its cell's initial
-      carry (in a bidirectional layer the backward one too, at the step
-      before). ``key`` turns dropout on (training); without it the layer is
-      deterministic (inference).
+      resets=None, reset_carry=None, key=None, time_major=None) -> (final_carry,
+      ys)``. ``xs`` is ``(T, *batch, input_size)`` (or ``(*batch, T,
+      input_size)`` when the layer was built with ``time_major=False`` or
+      ``time_major=False`` is passed). ``lengths`` and ``mask`` mark the steps
+      to run as in :func:`jaxrnn.unroll`; ``resets`` marks where new sequences
+      start, as there, and every recurrence restarts there (in a bidirectional
+      layer the backward one too, at the step before) from ``reset_carry``:
+      a carry shaped like the layer's (e.g. a learned one, unbatched:
+      :func:`jaxrnn.broadcast_carry`), where a composite layer may give None
+      for a child; None: each cell's initial carry. ``key`` turns dropout on
+      (training); without it the layer is deterministic (inference).
   """
 
   init: base.InitFn
@@ -64,7 +67,9 @@ LayerLike = Layer | base.Cell
 
 
 def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], default_time_major: bool) -> LayerApplyFn:
-  def apply_fn(params, xs, carry=None, *, lengths=None, mask=None, resets=None, key=None, time_major=None):
+  def apply_fn(
+    params, xs, carry=None, *, lengths=None, mask=None, resets=None, reset_carry=None, key=None, time_major=None
+  ):
     tm = default_time_major if time_major is None else time_major
     xs = unroll_lib.check_sequence(xs, time_major=tm)
     if not tm:
@@ -77,9 +82,12 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
       resets = unroll_lib.check_mask(
         resets, tuple(xs.shape[1:-1]), xs.shape[0], time_major=tm, name="resets", meaning=unroll_lib.RESETS_MEANING
       )
+    elif reset_carry is not None:
+      raise base.InputError("reset_carry is given without resets: pass resets=, True where a new sequence starts")
     if key is not None and not isinstance(key, jax.Array):
       raise base.InputTypeError(f"key must be a PRNG key array (jax.random.key), got {type(key).__name__}")
-    carry, ys = apply_tm(params, xs, carry, lengths=lengths, mask=mask, resets=resets, key=key)
+    extra = {} if reset_carry is None else {"reset_carry": reset_carry}
+    carry, ys = apply_tm(params, xs, carry, lengths=lengths, mask=mask, resets=resets, key=key, **extra)
     if not tm:
       ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys
@@ -87,11 +95,27 @@ def _time_major_wrapper(apply_tm: Callable[..., tuple[base.Carry, Array]], defau
   return apply_fn
 
 
-def _apply_child(layer: Layer, params, xs, carry, *, lengths, mask, resets, key) -> tuple[base.Carry, Array]:
-  """A composite layer's call of a child on time-major ``xs``; ``mask`` and ``resets`` are passed only when
-  given, so a hand-written Layer whose ``apply`` predates them still composes."""
-  extra = {name: v for name, v in (("mask", mask), ("resets", resets)) if v is not None}
+def _apply_child(
+  layer: Layer, params, xs, carry, *, lengths, mask, resets, key, reset_carry=None
+) -> tuple[base.Carry, Array]:
+  """A composite layer's call of a child on time-major ``xs``; ``mask``, ``resets`` and ``reset_carry`` are
+  passed only when given, so a hand-written Layer whose ``apply`` predates them still composes."""
+  extra = {name: v for name, v in (("mask", mask), ("resets", resets), ("reset_carry", reset_carry)) if v is not None}
   return layer.apply(params, xs, carry, lengths=lengths, key=key, time_major=True, **extra)
+
+
+def _child_reset_carries(reset_carry: Any, n: int) -> tuple[Any, ...]:
+  """A composite layer's ``reset_carry`` split among its ``n`` children: None for all, or a tuple of ``n``
+  (each a child's reset carry, or None for its initial carry)."""
+  if reset_carry is None:
+    return (None,) * n
+  if not isinstance(reset_carry, tuple) or len(reset_carry) != n:
+    raise base.InputError(
+      f"reset_carry must be a tuple of {n} reset carries, one per child layer (None for a child's initial "
+      f"carry), like the layer's carry; got {type(reset_carry).__name__}"
+      + (f" of length {len(reset_carry)}" if isinstance(reset_carry, tuple) else "")
+    )
+  return reset_carry
 
 
 def _check_recurrent_mask_support(cell: base.Cell) -> None:
@@ -199,14 +223,23 @@ def rnn(
   if recurrent_dropout > 0.0:
     _check_recurrent_mask_support(cell)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key, reset_carry=None):
     run_cell = cell
     if key is not None and recurrent_dropout > 0.0:
       hidden = jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))[0].shape[-1]
       ones = jnp.ones(tuple(xs.shape[1:-1]) + (hidden,), xs.dtype)
       run_cell = with_recurrent_mask(cell, dropout(key, ones, recurrent_dropout))
     return unroll_lib.unroll(
-      run_cell, params, xs, carry, lengths=lengths, mask=mask, resets=resets, reverse=reverse, unroll=unroll
+      run_cell,
+      params,
+      xs,
+      carry,
+      lengths=lengths,
+      mask=mask,
+      resets=resets,
+      reset_carry=reset_carry,
+      reverse=reverse,
+      unroll=unroll,
     )
 
   return Layer(cell.init, cell.initial_carry, _time_major_wrapper(apply_tm, time_major))
@@ -302,17 +335,18 @@ def stacked(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, ...]:
     return tuple(child.initial_carry(batch_shape, dtype) for child in children)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key, reset_carry=None):
     if not isinstance(params, tuple) or len(params) != len(children):
       raise base.InputError(f"params must be a tuple of {len(children)} layers' params")
     if carry is None:
       carry = initial_carry_fn(xs.shape[1:-1], xs.dtype)
+    rcs = _child_reset_carries(reset_carry, len(children))
     keys = jax.random.split(key, len(children)) if key is not None else [None] * len(children)
     carries = []
-    for n, (child, p, c, k) in enumerate(zip(children, params, carry, keys)):
+    for n, (child, p, c, k, rc) in enumerate(zip(children, params, carry, keys, rcs)):
       if n > 0 and k is not None and dropout > 0.0:
         xs = _dropout(jax.random.fold_in(k, 0), xs, dropout, broadcast_time=variational)
-      c, xs = _apply_child(child, p, xs, c, lengths=lengths, mask=mask, resets=resets, key=k)
+      c, xs = _apply_child(child, p, xs, c, lengths=lengths, mask=mask, resets=resets, key=k, reset_carry=rc)
       carries.append(c)
     return tuple(carries), xs
 
@@ -355,11 +389,12 @@ def bidirectional(
   def initial_carry_fn(batch_shape: Any = (), dtype: Any = jnp.float32) -> tuple[Any, Any]:
     return fwd.initial_carry(batch_shape, dtype), bwd.initial_carry(batch_shape, dtype)
 
-  def apply_tm(params, xs, carry, *, lengths, mask, resets, key):
+  def apply_tm(params, xs, carry, *, lengths, mask, resets, key, reset_carry=None):
     cf, cb = (None, None) if carry is None else carry
+    rf, rb = _child_reset_carries(reset_carry, 2)
     kf, kb = jax.random.split(key) if key is not None else (None, None)
-    cf, yf = _apply_child(fwd, params[0], xs, cf, lengths=lengths, mask=mask, resets=resets, key=kf)
-    cb, yb = _apply_child(bwd, params[1], xs, cb, lengths=lengths, mask=mask, resets=resets, key=kb)
+    cf, yf = _apply_child(fwd, params[0], xs, cf, lengths=lengths, mask=mask, resets=resets, key=kf, reset_carry=rf)
+    cb, yb = _apply_child(bwd, params[1], xs, cb, lengths=lengths, mask=mask, resets=resets, key=kb, reset_carry=rb)
     if merge == "concat":
       ys = jnp.concatenate([yf, yb], axis=-1)
     else:
