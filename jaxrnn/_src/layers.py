@@ -52,9 +52,9 @@ class Layer(NamedTuple):
       to run as in :func:`jaxrnn.unroll`; ``resets`` marks where new sequences
       start, as there, and every recurrence restarts there (in a bidirectional
       layer the backward one too, at the step before) from ``reset_carry``:
-      a carry shaped like the layer's (e.g. a learned one, unbatched:
-      :func:`jaxrnn.broadcast_carry`), where a composite layer may give None
-      for a child; None: each cell's initial carry. ``key`` turns dropout on
+      a carry shaped like the layer's or broadcastable to it (e.g. a learned
+      one without the batch axes), where a composite layer may give None for
+      a child; None: each cell's initial carry. ``key`` turns dropout on
       (training); without it the layer is deterministic (inference).
   """
 
