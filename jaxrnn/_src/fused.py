@@ -715,8 +715,8 @@ def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
   its own and whose outputs are joined to the others' by copies: at
   ``(B, T, H) = (8, 200, 512)`` the LSTM's training step needed 33.0 MiB of
   temporary memory with 16 steps per chunk and 29.2 MiB with 20, under
-  glibc's 32 MiB mmap threshold, and took 43.6 against 52.8 ms (see
-  ``BENCHMARKS.md``).
+  glibc's 32 MiB mmap threshold, and took 44.8 against 53.5 ms
+  (``python -m benchmarks.chunk --steps``, ``BENCHMARKS.md``).
   """
   K = max(1, min(T, round(scale * CHUNK_ELEMENTS / (B * H))))
   return next((d for d in range(K, min(T, 3 * K // 2) + 1) if T % d == 0), K)
