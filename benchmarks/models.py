@@ -60,14 +60,14 @@ def time_unroll_variants(
   params: Any,
   xs: jax.Array,
   *,
-  agree: tuple[str, str],
+  agree: tuple[str, str] | Callable[[dict[str, tuple[Any, Any]]], None],
   rounds: int,
   extra_calls: dict[str, Call] | None = None,
 ) -> dict[str, float]:
   """Median seconds of ``train <name>`` and ``infer <name>`` of ``jaxrnn.unroll(cell, params, xs, **kwargs)`` for
   each ``name: (cell, kwargs)`` (or ``(cell, kwargs, params)`` for params of its own) and of ``extra_calls``,
   interleaved in one process, after checking that the two variants named in ``agree`` give the same outputs and
-  gradients."""
+  gradients (or after ``agree(results)``, given each variant's ``(outputs, gradients)``)."""
   from benchmarks import timing
 
   calls, results = dict(extra_calls or {}), {}
@@ -76,15 +76,22 @@ def time_unroll_variants(
     grad, fwd = unroll_step_and_forward(cell, **kwargs)
     results[name] = (fwd(p, xs), grad(p, xs))
     calls[f"train {name}"], calls[f"infer {name}"] = blocking_calls(grad, fwd, p, xs)
-  assert_agree(results[agree[0]], results[agree[1]])
+  if callable(agree):
+    agree(results)
+  else:
+    assert_agree(results[agree[0]], results[agree[1]])
   return timing.measure(calls, rounds=rounds, block_s=0.25)
 
 
 def assert_agree(got: tuple[Any, Any], want: tuple[Any, Any]) -> None:
-  """``(outputs, gradients)`` of two variants agree: outputs to 1e-5 and gradients to 1e-4, relative."""
-  np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+  """``(outputs, gradients)`` of two variants agree: outputs to 1e-5 and gradients to 1e-4, relative to the largest
+  entry of each array (as ``tests/test_fused.py`` checks: a cell without a forget gate sums rounding errors into
+  its state, so small entries can differ by more, relative to themselves)."""
+  pairs = [(got[0], want[0], 1e-5)]
+  pairs += [(a, b, 1e-4) for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1]), strict=True)]
+  for a, b, tol in pairs:
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a, b, rtol=0.0, atol=tol * max(float(np.max(np.abs(b))), 1e-30))
 
 
 def jaxrnn_calls(

@@ -37,6 +37,7 @@ CELL_OUTPUT_SQUASHES = ("paper", "identity")
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 DTYPES = ("float32", "float64")
 ONE_HOT_INPUTS = ("matmul", "gather")
+UNROLL_IMPLS = ("auto", "reference")
 # Rule name -> {param: default}; a default of None marks a required param.
 STOP_RULES: dict[str, dict[str, Any]] = {
   # ST3(b): mean training error over the last `window` sequences < `error`, and those sequences all correct.
@@ -95,6 +96,14 @@ class ModelConfig:
   # step's symbol instead (the same net inputs; the input weights' gradient is summed in another order,
   # so runs differ from "matmul" ones by rounding). Much faster with many symbols (Exp 2c, p = 1000).
   one_hot_inputs: str = "matmul"
+  # How jaxrnn.unroll runs the cell over a sequence (its impl=): "auto" takes the fast path of every cell that
+  # has one (jaxrnn/_src/fused.py: the same arithmetic up to rounding, computed in another order), "reference"
+  # the plain lax.scan of the cell's step. Unset: "auto" in modern mode and "reference" in paper mode, the
+  # paths the committed rows were made with (the 1997 cell had no fast path then; with "auto" a trial's
+  # weights part from the committed run's by rounding, and its trajectory after a while). "auto" trains the
+  # paper's nets 1.0x to 1.3x faster (python -m benchmarks.lstm1997). The per-step RTRL
+  # (train.update_every = "step") does not unroll through jaxrnn.unroll; there it changes only the scoring.
+  unroll_impl: str | None = None
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell
   # Initial gate biases of the modern cell, e.g. {f = 3.0} (lstm, mgu) or {z = 3.0} (gru): the cell's
@@ -345,6 +354,8 @@ def _validate(cfg: Config, raw: dict[str, Any], err: Any) -> Config:
     raise err("model.dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
   if m.one_hot_inputs not in ONE_HOT_INPUTS:
     raise err("model.one_hot_inputs", f"must be one of {ONE_HOT_INPUTS}, got {m.one_hot_inputs!r}")
+  if m.unroll_impl is not None and m.unroll_impl not in UNROLL_IMPLS:
+    raise err("model.unroll_impl", f"must be one of {UNROLL_IMPLS}, got {m.unroll_impl!r}")
 
   t = cfg.train
   if not t.lrs:

@@ -176,6 +176,8 @@ def build_model(cfg: Config, task: Task) -> Model:
     cell = _MODERN_CELLS[m.cell](m.hidden_size, **kwargs)
     hidden = m.hidden_size
     readout = jaxrnn.dense(task.output_size, bias=m.output_bias)
+  # The committed paper rows were made on the plain scan (config.ModelConfig.unroll_impl).
+  impl = m.unroll_impl if m.unroll_impl is not None else ("reference" if m.mode == "paper" else "auto")
   name = task.output_activation
   if m.output_activation is not None:
     if task.loss != "mse":
@@ -227,7 +229,7 @@ def build_model(cfg: Config, task: Task) -> Model:
   def apply_fn(params: ModelParams, inputs: Array) -> tuple[Array, Array]:
     p_cell, xs, one_hot = cell_inputs(params, inputs)
     # Activations start at zero for every sequence (the paper resets them at each sequence start).
-    _, hs = jaxrnn.unroll(cell, p_cell, xs)
+    _, hs = jaxrnn.unroll(cell, p_cell, xs, impl=impl)
     if one_hot is not None:
       hs = jnp.concatenate([hs, one_hot], axis=-1)
     z = readout.apply(params.out, hs)

@@ -88,6 +88,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     (("block_size = 2", 'block_size = 2\noutput_activation = "tanh"'), "model.output_activation", "must be one of"),
     (("block_size = 2", 'block_size = 2\ndtype = "float16"'), "model.dtype", "must be one of"),
     (("block_size = 2", 'block_size = 2\none_hot_inputs = "embed"'), "model.one_hot_inputs", "must be one of"),
+    (("block_size = 2", 'block_size = 2\nunroll_impl = "fused"'), "model.unroll_impl", "must be one of"),
     (("error = 0.01", "error = 0.01\ncount = 5"), "train.stop.count", "not a parameter of rule 'st3'"),
     (("error = 0.01", ""), "train.stop.error", "is required by rule 'st3'"),
     (('rule = "st3"', 'rule = "st4"'), "train.stop.rule", "must be one of"),

@@ -214,8 +214,13 @@ def _hand_update(p: train.ModelParams, ex: Example, lr: float, per_step: bool = 
   }
 
 
-@pytest.mark.parametrize("update_every", ["sequence", "step"])
-def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
+# (train.update_every, model.unroll_impl): the per-sequence gradient through the plain scan and through the fast path
+# (fused.py's lstm1997 kernel), and the per-step RTRL (which does not unroll through jaxrnn.unroll).
+UPDATE_CASES = [("sequence", "reference"), ("sequence", "auto"), ("step", "reference")]
+
+
+@pytest.mark.parametrize(("update_every", "unroll_impl"), UPDATE_CASES)
+def test_online_truncated_sgd_equals_hand_computed_update(update_every: str, unroll_impl: str):
   T = 4
   ex = Example(
     xs=jnp.asarray([[1.0], [-0.5], [0.3], [0.8]], jnp.float32),
@@ -227,7 +232,14 @@ def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
   cfg = config.from_dict(
     {
       "task": {"name": "noise3a"},
-      "model": {"mode": "paper", "blocks": 1, "block_size": 1, "init_scale": 0.8, "input_gate_bias": [-0.5]},
+      "model": {
+        "mode": "paper",
+        "blocks": 1,
+        "block_size": 1,
+        "init_scale": 0.8,
+        "input_gate_bias": [-0.5],
+        "unroll_impl": unroll_impl,
+      },
       "train": {
         "lr": 5.0,  # large, so that changing weights within the sequence matters
         "trials": 1,
@@ -257,11 +269,12 @@ def test_online_truncated_sgd_equals_hand_computed_update(update_every: str):
   np.testing.assert_allclose(after.out.b, want["b_o"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("update_every", ["sequence", "step"])
-def test_engine_trains_the_exp1_3x2_net_as_the_numpy_reference(update_every: str):
+@pytest.mark.parametrize(("update_every", "unroll_impl"), UPDATE_CASES)
+def test_engine_trains_the_exp1_3x2_net_as_the_numpy_reference(update_every: str, unroll_impl: str):
   """Blocks of two cells sharing their gates, gate-only biases: the engine against the numpy reference."""
   raw = tomllib.loads((Path(__file__).resolve().parent.parent / "configs/exp1_reber_3x2_lr0p5.toml").read_text())
   raw["train"].update(trials=1, max_sequences=1, eval_every=1, update_every=update_every, stop={"rule": "none"})
+  raw["model"]["unroll_impl"] = unroll_impl
   raw["run"].update(test_size=1, fast_compile=True, checkpoint_every=1)
   cfg = config.from_dict(raw, source="<test>")
   task = make_task("reber")

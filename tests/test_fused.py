@@ -40,6 +40,13 @@ CELLS = {
   "lstm_layer_norm_no_forget_no_bias": jaxrnn.lstm(H, layer_norm=True, forget_gate=False, bias=False),
   "lstm_proj": jaxrnn.lstm(H, proj_size=2),
   "lstm_proj_peepholes_no_forget": jaxrnn.lstm(H, proj_size=7, peepholes=True, forget_gate=False),
+  "lstm1997": jaxrnn.lstm1997(2, 2),
+  "lstm1997_truncated_gates_bias": jaxrnn.lstm1997(
+    2, 3, bias="gates", truncated_gradient=True, input_gate_bias=(-1, 2)
+  ),
+  "lstm1997_no_output_gate_no_bias": jaxrnn.lstm1997(
+    3, 1, output_gate=False, bias="none", cell_input_squash="logistic", cell_output_squash="identity"
+  ),
 }
 LENGTHS = np.array([T, 4, 0])
 RESETS = np.random.default_rng(8).random((T, B)) < 0.3  # new sequences starting inside the rows (resets=)
@@ -135,8 +142,9 @@ def test_every_cell_is_recognised():
 # kernel code path (the cells' other options share those lines).
 EVERY_CELL_CASES = [(n, "truncate_lengths_reverse") for n in sorted(CELLS)]
 EVERY_CELL_CASES += [
-  (n, "plain") for n in ("elman", "gru", "gru_reset_before", "mgu", "lstm", "lstm_peepholes", "lstm_proj")
+  (n, "plain") for n in ("elman", "gru", "gru_reset_before", "mgu", "lstm", "lstm_peepholes", "lstm_proj", "lstm1997")
 ]
+EVERY_CELL_CASES += [("lstm1997_truncated_gates_bias", "plain"), ("lstm1997_no_output_gate_no_bias", "plain")]
 EVERY_CELL_CASES += [("lstm_layer_norm", "plain")]
 
 
@@ -171,6 +179,17 @@ def test_recurrent_mask_equals_reference(name):
   cell = jaxrnn.with_recurrent_mask(CELLS[name], RECURRENT_MASK)
   assert fused.fused_spec(cell) is not None
   compare(cell, OPTIONS["truncate_lengths_reverse"])
+
+
+@pytest.mark.parametrize("name", ["lstm1997", "lstm1997_truncated_gates_bias"])
+def test_lstm1997_recurrent_mask_equals_reference(name):
+  # The mask covers the cell outputs (C S of them); the gate activations of t-1 enter unmasked.
+  cell = CELLS[name]
+  CS = jax.tree.leaves(cell.initial_carry(()))[0].shape[-1]
+  mask = jnp.asarray((np.random.default_rng(9).random((B, CS)) > 0.4) / 0.6, jnp.float32)
+  masked = jaxrnn.with_recurrent_mask(cell, mask)
+  assert fused.fused_spec(masked) is not None
+  compare(masked, OPTIONS["truncate_lengths_reverse"])
 
 
 @pytest.mark.parametrize("option", ["remat_sqrt_reverse_lengths", "batch_major_unroll"])
@@ -216,7 +235,8 @@ RESET_CASES = [
   for n in ("elman_relu_no_bias", "gru_reset_before", "mgu", "mgu_no_reset", "lstm_no_forget", "lstm_layer_norm")
 ]
 RESET_CASES += [("lstm", "remat_sqrt_reverse_lengths"), ("gru", "batch_major_unroll"), ("elman", "truncate")]
-RESET_CASES += [("lstm_proj", "remat_sqrt_reverse_lengths")]
+RESET_CASES += [("lstm_proj", "remat_sqrt_reverse_lengths"), ("lstm1997", "truncate_lengths_reverse")]
+RESET_CASES += [("lstm1997_truncated_gates_bias", "remat_sqrt_reverse_lengths")]
 
 
 @pytest.mark.parametrize(("name", "option"), RESET_CASES, ids=[f"{o}-{n}" for n, o in RESET_CASES])
@@ -241,6 +261,7 @@ DECAY_CASES = [
   for n in ("elman", "gru_reset_before", "mgu", "lstm_peepholes", "lstm_layer_norm", "lstm_proj")
 ]
 DECAY_CASES += [("gru", "remat_sqrt_reverse_lengths"), ("lstm", "batch_major_unroll")]
+DECAY_CASES += [("lstm1997", "truncate_lengths_reverse"), ("lstm1997_truncated_gates_bias", "batch_major_unroll")]
 
 
 @pytest.mark.parametrize(("name", "option"), DECAY_CASES, ids=[f"{o}-{n}" for n, o in DECAY_CASES])
@@ -406,6 +427,8 @@ def test_other_cells_take_the_reference_path():
     jaxrnn.unroll(wrapped, params, xs, carry, impl="fused")
   with pytest.raises(ValueError, match="impl"):
     jaxrnn.unroll(inner, params, xs, carry, impl="fast")
+  custom = jaxrnn.lstm1997(2, 2, cell_output_squash=jnp.tanh)  # a callable squash: no kernel
+  assert fused.fused_spec(custom) is None and fused.fused_spec(jaxrnn.lstm1997(2, 2)) is not None
 
 
 def test_errors_are_the_cells_own():

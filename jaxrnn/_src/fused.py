@@ -45,6 +45,7 @@ from jax.ad_checkpoint import checkpoint_name
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrnn._src import cells as cells_lib
+from jaxrnn._src import lstm1997 as lstm1997_lib
 
 Array = jax.Array
 Params = Any
@@ -553,6 +554,114 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
 
 
 # ----------------------------------------------------------------------------
+# The LSTM of 1997 (memory blocks, no forget gate)
+
+
+def _lstm1997_kernel(
+  num_blocks: int,
+  block_size: int,
+  output_gate: bool,
+  cell_input_squash: str,
+  cell_output_squash: str,
+  truncated_gradient: bool,
+) -> Kernel:
+  """The 1997 cell's units ``[cells (C S), input gates (C), output gates (C)]``, ``U`` in all.
+
+  One full-width sigmoid covers every unit: the cell input is ``alpha sigmoid(z) + beta`` (``4 sigma - 2``, or
+  ``sigma``); the output squash ``2 sigmoid(s) - 1`` is ``tanh(s / 2)``. With ``truncated_gradient`` the
+  tangent of a net input has no term from the activations of ``t-1``, so the sequential part of the backward
+  pass is the cell states' running sum and elementwise operations.
+  """
+  C, S = num_blocks, block_size
+  CS = C * S
+  U = CS + C + (C if output_gate else 0)
+  alpha, beta = (4.0, -2.0) if cell_input_squash == "paper" else (1.0, 0.0)
+  paper_h = cell_output_squash == "paper"
+
+  def rep(a):  # a block's gate over its S cells
+    return a if S == 1 else jnp.repeat(a, S, axis=-1)
+
+  def squash_h(s):
+    return jnp.tanh(0.5 * s) if paper_h else s
+
+  def bias(b_cell, b_in, b_out, dtype):
+    """The ``(U,)`` bias (or its tangent) from its parts, zeros where a part is absent; None if every part is."""
+    parts = [b_cell, b_in, b_out] if output_gate else [b_cell, b_in]
+    if all(_zero(b) for b in parts):
+      return None
+    return jnp.concatenate([jnp.zeros((n,), dtype) if _zero(b) else b for b, n in zip(parts, (CS, C, C))])
+
+  def masked(y, m):  # recurrent dropout reads the cell outputs times the mask, the gate activations whole
+    return y if m is None else jnp.concatenate([_masked(y[..., :CS], m), y[..., CS:]], axis=-1)
+
+  def out(a, s):
+    """``y = [y_c, y_in, y_out]`` from the units' sigmoids ``a`` and the states ``s``."""
+    hs = squash_h(s)
+    if not output_gate:
+      return jnp.concatenate([hs, a[..., CS:]], axis=-1)
+    return jnp.concatenate([rep(a[..., CS + C :]) * hs, a[..., CS:]], axis=-1)
+
+  def project(p, x):
+    b = bias(p.b_cell, p.b_in, p.b_out, p.w_x.dtype)
+    return _project(p.w_x, b, x)
+
+  def step(p, carry, x, m):
+    s, y = carry
+    # jax.nn.sigmoid, not _sigmoid's tanh form: the states sum every step's rounding and never forget it, and
+    # over 1000 steps the tanh form's took the outputs further from a float64 run than the plain scan's.
+    a = jax.nn.sigmoid(project(p, x) + masked(y, m) @ p.w_h)
+    s = s + rep(a[:, CS : CS + C]) * (alpha * a[:, :CS] + beta)
+    y = out(a, s)
+    return lstm1997_lib.LSTM1997Carry(s, y), y[:, :CS], (a, s)
+
+  def carry_of(p, saved):
+    a, s = saved
+    return lstm1997_lib.LSTM1997Carry(s, out(a, s))
+
+  def knowns(p, prev, saved, m):
+    a, s = saved
+    _, y_prev = prev
+    kn = {
+      "dact": (a - a * a)
+      * jnp.concatenate([jnp.full((CS,), alpha, a.dtype), jnp.ones((U - CS,), a.dtype)])[None, None],
+      "g": alpha * a[..., :CS] + beta,
+      "i": rep(a[..., CS : CS + C]),
+    }
+    hs = squash_h(s)
+    dh = 0.5 * (1.0 - hs * hs) if paper_h else None  # d h / d s
+    if output_gate:
+      o = rep(a[..., CS + C :])
+      kn["hs"] = hs
+      kn["dh"] = o if dh is None else o * dh
+    elif dh is not None:
+      kn["dh"] = dh
+    return y_prev, kn
+
+  def lin(p, dp, x, dx, h_prev, kn, m):
+    db = bias(dp.b_cell, dp.b_in, dp.b_out, p.w_x.dtype)
+    terms = [None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x), _mm(masked(h_prev, m), dp.w_h)]
+    if db is not None:
+      terms.append(jnp.broadcast_to(db.reshape(1, 1, -1), x.shape[:2] + db.shape))
+    return _add(*terms)
+
+  def tangent(p, dp, kn, dcarry, lin_t, wt, m):
+    ds, dy = dcarry
+    du = lin_t if truncated_gradient else _add(lin_t, _rec(masked(dy, m), wt))
+    if du is None:  # no tangent reaches a net input: the states carry theirs on
+      d = jnp.zeros_like(kn["dact"])
+    else:
+      d = du * kn["dact"]
+    di = d[:, CS : CS + C]
+    ds = ds + rep(di) * kn["g"] + kn["i"] * d[:, :CS]
+    dyc = ds * kn["dh"] if "dh" in kn else ds
+    if output_gate:
+      dyc = dyc + rep(d[:, CS + C :]) * kn["hs"]
+    return lstm1997_lib.LSTM1997Carry(ds, jnp.concatenate([dyc, d[:, CS:]], axis=-1))
+
+  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.y[..., :CS])
+
+
+# ----------------------------------------------------------------------------
 # The engine
 
 
@@ -570,6 +679,7 @@ def _kernel_cached(kind: str, options: tuple[tuple[str, Any], ...]) -> Kernel | 
     "mgu": _mgu_kernel,
     "lstm": _lstm_kernel,
     "lstm_ln": _lstm_ln_kernel,
+    "lstm1997": _lstm1997_kernel,
   }
   factory = factories.get(kind)
   return None if factory is None else factory(**dict(options))

@@ -102,6 +102,12 @@ def lstm1997(
   ``t-1`` enter the net inputs times the mask; the gate activations of
   ``t-1`` and the states ``s`` are not masked.
 
+  :func:`jaxrnn.unroll` runs it on its fast path (one sigmoid over every
+  unit; the weight gradients as one product per chunk of steps; with the
+  truncated gradient the backward steps need no recurrent product), except
+  with a callable squash (the plain scan). ``python -m benchmarks.lstm1997``:
+  training 1.2x to 3.3x faster than the plain scan.
+
   Weight count with every hidden unit biased (``bias="all"``), ``I`` inputs
   and ``U = C (S + 2)`` hidden units: ``U (I + U + 1)``. With the
   experiments' ``K`` output units fed by the ``C S`` cells (and biased):
@@ -211,7 +217,19 @@ def lstm1997(
       y = jnp.concatenate([y_c, y_in], axis=-1)
     return LSTM1997Carry(s, y), y_c
 
-  return base.Cell(init_fn, initial_carry_fn, cells_lib._with_recurrent_mask(apply_fn))
+  apply_fn = cells_lib._with_recurrent_mask(apply_fn)
+  if isinstance(cell_input_squash, str) and isinstance(cell_output_squash, str):  # a callable: the plain scan
+    apply_fn = cells_lib._with_fast_path(
+      apply_fn,
+      "lstm1997",
+      num_blocks=C,
+      block_size=S,
+      output_gate=output_gate,
+      cell_input_squash=cell_input_squash,
+      cell_output_squash=cell_output_squash,
+      truncated_gradient=truncated_gradient,
+    )
+  return base.Cell(init_fn, initial_carry_fn, apply_fn)
 
 
 def _squash(name: str, value: Any, table: dict[str, Callable[[Array], Array]]) -> Callable[[Array], Array]:

@@ -255,9 +255,9 @@ def unroll(
       one more forward pass; outputs and gradients are unchanged.
     impl: ``"auto"`` (default) runs the fast path for the cells made by
       jaxrnn's factories ``elman``, ``gru``, ``mgu``, ``lstm`` (but not
-      an ``lstm`` with ``layer_norm`` and ``peepholes`` or ``proj_size``) and
-      ``grud``, also inside ``with_recurrent_mask`` and (but ``grud``)
-      ``time_decay``: a plain scan
+      an ``lstm`` with ``layer_norm`` and ``peepholes`` or ``proj_size``),
+      ``lstm1997`` (but not with a callable squash) and ``grud``, also inside
+      ``with_recurrent_mask`` and (but ``grud``) ``time_decay``: a plain scan
       when not differentiated, and a hand-written derivative that saves only
       the gate activations and computes the weight gradients as one matrix
       product per chunk of steps (see ``BENCHMARKS.md``); other cells run the
@@ -357,9 +357,10 @@ def unroll(
       return carry, ys
     if impl == "fused":
       raise base.InputError(
-        "impl='fused' needs a cell with a fast-path kernel: jaxrnn's elman, gru, mgu, lstm or grud as their "
-        "factories make them (or with_recurrent_mask of one, or time_decay of one but grud; not wrapped otherwise; "
-        "lstm with layer_norm and peepholes or proj_size has none), and a non-empty batch and time"
+        "impl='fused' needs a cell with a fast-path kernel: jaxrnn's elman, gru, mgu, lstm, lstm1997 or grud as "
+        "their factories make them (or with_recurrent_mask of one, or time_decay of one but grud; not wrapped "
+        "otherwise; lstm with layer_norm and peepholes or proj_size has none, nor lstm1997 with a callable squash), "
+        "and a non-empty batch and time"
       )
 
   apply = functools.partial(cell.apply, params)
