@@ -101,8 +101,9 @@ class ModelConfig:
   # the plain lax.scan of the cell's step. Unset: "auto" in modern mode and "reference" in paper mode, the
   # paths the committed rows were made with (the 1997 cell had no fast path then; with "auto" a trial's
   # weights part from the committed run's by rounding, and its trajectory after a while). "auto" trains the
-  # paper's nets 1.0x to 1.3x faster (python -m benchmarks.lstm1997). The per-step RTRL
-  # (train.update_every = "step") does not unroll through jaxrnn.unroll; there it changes only the scoring.
+  # paper's nets up to 1.3x faster: Exp 4 1.3x, Exp 6a 1.1x, Exp 2c 1.0x (python -m benchmarks.lstm1997). The
+  # per-step RTRL (train.update_every = "step") does not unroll through jaxrnn.unroll: there it changes only the
+  # scoring.
   unroll_impl: str | None = None
   # Modern mode.
   hidden_size: int = 32  # hidden units of the modern cell

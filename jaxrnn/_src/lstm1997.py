@@ -106,7 +106,7 @@ def lstm1997(
   unit; the weight gradients as one product per chunk of steps; with the
   truncated gradient the backward steps need no recurrent product), except
   with a callable squash (the plain scan). ``python -m benchmarks.lstm1997``:
-  training 1.2x to 3.3x faster than the plain scan.
+  training 1.2x to 2.6x faster than the plain scan.
 
   Weight count with every hidden unit biased (``bias="all"``), ``I`` inputs
   and ``U = C (S + 2)`` hidden units: ``U (I + U + 1)``. With the
