@@ -61,7 +61,6 @@ class Kernel(NamedTuple):
   """One cell's pieces for the fast path, on ``(B, F)`` arrays.
 
   Attributes:
-    project: ``(params, x (N, I)) -> gx (N, Gx)``, the input projection ``x W_x + b``.
     step: ``(params, carry, x_t, m) -> (carry, y, saved)``; ``saved`` is a tuple of arrays kept for
       the derivative (every cell here outputs ``y = h``).
     carry_of: ``(params, saved) -> carry``: the carry each step of a chunk left, stacked ``(K, B, ...)``,
@@ -85,7 +84,6 @@ class Kernel(NamedTuple):
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
   """
 
-  project: Callable[..., Array]
   step: Callable[..., tuple[Carry, Array, tuple[Array, ...]]]
   carry_of: Callable[..., Carry]
   knowns: Callable[..., tuple[Array, Any]]
@@ -189,9 +187,6 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   del hidden_size
   relu = nonlinearity == "relu"
 
-  def project(p, x):
-    return _project(p.w_x, p.b, x)
-
   def step(p, h, x, m):
     z = _xh(p, x, _masked(h, m))
     h = jax.nn.relu(z) if relu else jnp.tanh(z)
@@ -211,7 +206,7 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   def tangent(p, dp, kn, dh, lin_t, wt, m):
     return _add(lin_t, _rec(_masked(dh, m), wt)) * kn[0]
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h, chunk_scale=4)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, chunk_scale=4)
 
 
 # ----------------------------------------------------------------------------
@@ -220,9 +215,6 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
 
 def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
   H = hidden_size
-
-  def project(p, x):
-    return _project(p.w_x, p.b, x)
 
   def step(p, h, x, m):
     gx = _project(p.w_x, p.b, x)
@@ -286,7 +278,7 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     dn = _add(_blk(a, 2, H), lin_t[2], _rec(_masked(drh, m), wt[2 * H :])) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h)
 
 
 # ----------------------------------------------------------------------------
@@ -295,9 +287,6 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
 
 def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
   H = hidden_size
-
-  def project(p, x):
-    return _project(p.w_x, p.b, x)
 
   def step(p, h, x, m):
     gx = _project(p.w_x, p.b, x)
@@ -341,7 +330,7 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
     return _block_sum(v * q, 2) + f * dh
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda h: h)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h)
 
 
 # ----------------------------------------------------------------------------
@@ -375,9 +364,6 @@ class _LSTMLayout(NamedTuple):
 def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel:
   L = _LSTMLayout.of(hidden_size, forget_gate)
   I_, F_, G_, O_, blk, scale = L.I_, L.F_, L.G_, L.O_, L.blk, L.scale
-
-  def project(p, x):
-    return _project(p.w_x, p.b, x)
 
   def step(p, carry, x, m):
     h, c = carry
@@ -457,7 +443,7 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       dh = _add(dh @ p.w_proj, lin_proj)
     return cells_lib.LSTMCarry(dh, dc)
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
 
 
 # ----------------------------------------------------------------------------
@@ -550,7 +536,7 @@ def _lstm_ln_kernel(hidden_size: int, forget_gate: bool, eps: float) -> Kernel:
     dlc = _ln_tangent(dc, kn["nc"], kn["rc"], p.norm.c.scale, dp.norm.c)
     return cells_lib.LSTMCarry(do * kn["tc"] + kn["o"] * (1.0 - kn["tc"] * kn["tc"]) * dlc, dc)
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
 
 
 # ----------------------------------------------------------------------------
@@ -601,15 +587,11 @@ def _lstm1997_kernel(
       return jnp.concatenate([hs, a[..., CS:]], axis=-1)
     return jnp.concatenate([rep(a[..., CS + C :]) * hs, a[..., CS:]], axis=-1)
 
-  def project(p, x):
-    b = bias(p.b_cell, p.b_in, p.b_out, p.w_x.dtype)
-    return _project(p.w_x, b, x)
-
   def step(p, carry, x, m):
     s, y = carry
     # jax.nn.sigmoid, not _sigmoid's tanh form: the states sum every step's rounding and never forget it, and
     # over 1000 steps the tanh form's took the outputs further from a float64 run than the plain scan's.
-    a = jax.nn.sigmoid(project(p, x) + masked(y, m) @ p.w_h)
+    a = jax.nn.sigmoid(_project(p.w_x, bias(p.b_cell, p.b_in, p.b_out, p.w_x.dtype), x) + masked(y, m) @ p.w_h)
     s = s + rep(a[:, CS : CS + C]) * (alpha * a[:, :CS] + beta)
     y = out(a, s)
     return lstm1997_lib.LSTM1997Carry(s, y), y[:, :CS], (a, s)
@@ -658,7 +640,7 @@ def _lstm1997_kernel(
       dyc = dyc + rep(d[:, CS + C :]) * kn["hs"]
     return lstm1997_lib.LSTM1997Carry(ds, jnp.concatenate([dyc, d[:, CS:]], axis=-1))
 
-  return Kernel(project, step, carry_of, knowns, lin, tangent, lambda carry: carry.y[..., :CS])
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.y[..., :CS])
 
 
 # ----------------------------------------------------------------------------
