@@ -431,7 +431,7 @@ def test_recurrent_dropout_errors():
   chex.assert_trees_all_close(
     jaxrnn.unroll(masked, p_dt, xs_dt, impl="fused"), jaxrnn.unroll(masked, p_dt, xs_dt, impl="reference"), **TOL
   )
-  decayed_1997 = jaxrnn.time_decay(jaxrnn.lstm1997(2, 2))
+  decayed_1997 = jaxrnn.time_decay(jaxrnn.lstm1997(2, 2, cell_output_squash=jnp.tanh))  # a callable squash
   with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a fast-path kernel"):
     jaxrnn.unroll(
       jaxrnn.with_recurrent_mask(decayed_1997, jnp.ones(4)),
