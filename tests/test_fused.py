@@ -319,10 +319,12 @@ def test_long_sequence_several_chunks_and_remat(name):
   scale = fused._kernel(fused.fused_spec(cell)).chunk_scale
   assert fused.chunk_length(61, 40, H, scale) < 61  # 61 is prime: chunks of 26 steps and a last one of 9
   assert 60 % fused.chunk_length(60, 40, H, scale) == 0  # 60: two chunks of 30, no shorter last one
-  for options, T_ in [({}, 61), ({"remat": 10, "truncate": 25}, 61), ({}, 60)]:
+  # Lengths that end in the first chunk, at its end, in the next one and in the last one, or hold no step.
+  lengths = jnp.asarray([0, 1, 25, 26, 27, 51, 52, 53, 60, 61] * 4, jnp.int32)
+  for options, T_, L in [({}, 61, None), ({"remat": 10, "truncate": 25}, 61, None), ({}, 60, None), ({}, 61, lengths)]:
     static = tuple(sorted(options.items()))
-    got = outputs_and_grads(cell, "fused", static, params, xs[:T_], carry, None)
-    want = outputs_and_grads(cell, "reference", static, params, xs[:T_], carry, None)
+    got = outputs_and_grads(cell, "fused", static, params, xs[:T_], carry, L)
+    want = outputs_and_grads(cell, "reference", static, params, xs[:T_], carry, L)
     assert rel_err(got[0], want[0]) <= OUT_TOL
     assert rel_err(got[1], want[1]) <= GRAD_TOL
 

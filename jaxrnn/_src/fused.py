@@ -76,6 +76,9 @@ class Kernel(NamedTuple):
       step's tangent, linear in ``dcarry`` and ``lin_t``, with every operation involving a tangent
       (so that nothing of it is evaluated, or kept, in the forward pass of reverse mode).
     h_of: ``carry -> y``, the step's output as a function of its carry.
+    h_leaf: the index, in ``jax.tree.leaves(carry)``, of the leaf that is the step's output ``h_of(carry)``
+      (None if no leaf is: the output is a part of one). Its tangent is not held through the padding steps
+      after a sequence's length step by step, but taken from the outputs' after each chunk (:func:`_pair`).
     chunk_scale: a chunk holds about ``chunk_scale * CHUNK_ELEMENTS`` steps x batch x hidden units
       (:func:`chunk_length`). The Elman kernel, whose per-step buffers are one ``(B, H)`` array each where
       the gated cells' are up to ``(B, 4 H)``, trains faster with 4 (``python -m benchmarks.chunk``).
@@ -91,6 +94,7 @@ class Kernel(NamedTuple):
   tangent: Callable[..., Carry]
   h_of: Callable[[Carry], Array]
   chunk_scale: int = 1
+  h_leaf: int | None = 0
 
 
 # ----------------------------------------------------------------------------
@@ -640,7 +644,7 @@ def _lstm1997_kernel(
       dyc = dyc + rep(d[:, CS + C :]) * kn["hs"]
     return lstm1997_lib.LSTM1997Carry(ds, jnp.concatenate([dyc, d[:, CS:]], axis=-1))
 
-  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.y[..., :CS])
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.y[..., :CS], h_leaf=None)
 
 
 # ----------------------------------------------------------------------------
@@ -724,6 +728,14 @@ def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, r, rc, drc, g
   h_prev, kn = order(kernel.knowns(p, prev, saved, m))
   lin = kernel.lin(p, dp, x, dx, h_prev, kn, m)
 
+  # Padding steps pass the uncut carry through, but for the output's leaf (kernel.h_leaf) not step by step: a row
+  # leaves the chunk with that leaf's tangent after the row's last valid step here (its output there), or with
+  # the one it entered with if it has none; the padding steps after the last valid one read the unselected value,
+  # but only they, and their outputs are zeroed. A select of that leaf in every step made the LSTM's training step
+  # with lengths about 25% slower: in the backward steps the cotangent of h then left the recurrent product
+  # through a select (`python -m benchmarks.mask`, "full" against "lengths").
+  h_leaf = kernel.h_leaf if valid is not None else None
+
   def body(dc, inp):
     kn_t, lin_t, v, cut_t, r_t, g_t, e_t = inp
     dc_in = dc
@@ -738,11 +750,24 @@ def _pair(kernel, p, wt, dp, carry0, dcarry, x, dx, valid, cut, m, r, rc, drc, g
     new = kernel.tangent(p, dp, kn_t, dc_in, lin_t, wt, m)
     dy = kernel.h_of(new)
     if v is not None:  # padding steps pass the uncut carry through (their outputs are zeroed below)
-      new = _select(v[:, None], new, dc)
+      leaves, tree = jax.tree.flatten(new)  # the output's leaf: after the scan
+      passed = [
+        n if i == h_leaf else jnp.where(v[:, None], n, o) for i, (n, o) in enumerate(zip(leaves, jax.tree.leaves(dc)))
+      ]
+      new = tree.unflatten(passed)
     return new, dy
 
+  dcarry_in = dcarry
   dcarry, dys = jax.lax.scan(body, dcarry, (kn, lin, valid, cut, r, g, extra), reverse=reverse, unroll=unroll)
   if valid is not None:
+    if h_leaf is not None:
+      assert not reverse  # with lengths the caller reverses the valid steps instead: they come first in a row
+      count = jnp.sum(valid, axis=0, dtype=jnp.int32)
+      last = jnp.arange(valid.shape[0])[:, None] == (count - 1)[None]  # (K, B)
+      at_last = jnp.sum(jnp.where(last[..., None], dys, jnp.zeros_like(dys)), axis=0)
+      leaves, tree = jax.tree.flatten(dcarry)
+      leaves[h_leaf] = jnp.where((count > 0)[:, None], at_last, jax.tree.leaves(dcarry_in)[h_leaf])
+      dcarry = tree.unflatten(leaves)
     dys = jnp.where(valid[..., None], dys, jnp.zeros_like(dys))
   return (carry, ys), (dcarry, dys)
 
