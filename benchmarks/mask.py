@@ -11,11 +11,13 @@ a right-padded sequence, and moving the outputs back. This times, in one process
 sequence's length drawn from ``[T/2, T]``), the same steps as a ``mask`` (a prefix of each sequence), and a
 ``mask`` that also drops a quarter of the steps inside the sequences. It first checks that ``lengths`` and the
 prefix mask give the same outputs and gradients, then prints medians in milliseconds and each mask's time over
-the ``lengths`` time.
+the ``lengths`` time, and then XLA's temporary memory of each training step (above glibc's 32 MiB mmap threshold
+a step takes fresh pages on every call: ``python -m benchmarks.page_faults``).
 """
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import jax
@@ -43,13 +45,25 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
     "mask with gaps": {"mask": jnp.asarray(gaps)},
   }
   variants = {name: (cell, kwargs) for name, kwargs in options.items()}
+  for name, kwargs in options.items():  # XLA's temporary memory of each training step
+    grad = models.unroll_step_and_forward(cell, **kwargs)[0]
+    mem = grad.lower(params, xs).compile().memory_analysis()
+    TEMP_MIB[(cell_name, B, T, I, H)][name] = mem.temp_size_in_bytes / 2**20
   return models.time_unroll_variants(variants, params, xs, agree=("prefix mask", "lengths"), rounds=rounds)
+
+
+TEMP_MIB: collections.defaultdict[tuple[str, int, int, int, int], dict[str, float]] = collections.defaultdict(dict)
 
 
 def main(argv: list[str] | None = None) -> None:
   timing.variant_table_main(
     "mask", __doc__, VARIANTS, time_shape, base="lengths", unratioed=("full", "lengths"), argv=argv
   )
+  print()
+  print("| cell | B,T,I,H | " + " | ".join(f"train temp MiB {v}" for v in VARIANTS) + " |")
+  print("|" + "---:|" * (2 + len(VARIANTS)))
+  for (cell_name, B, T, I, H), temps in TEMP_MIB.items():
+    print(f"| {cell_name} | {B},{T},{I},{H} | " + " | ".join(f"{temps[v]:.1f}" for v in VARIANTS) + " |")
 
 
 if __name__ == "__main__":
