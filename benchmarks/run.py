@@ -181,7 +181,7 @@ def sweep_section(args: argparse.Namespace) -> tuple[str, str]:
   torch_sequences = 5 if args.quick else 20
   runs: list[tuple[str, int, str | None]] = [("jaxrnn", trials, None) for trials in args.sweep_trials]
   if has_impl() and not args.no_reference:
-    runs.append(("reference", args.sweep_trials[0], "reference"))
+    runs += [("reference", trials, "reference") for trials in args.sweep_trials]
   rates = {}
   for name, trials, impl in runs:
     label = name if len(args.sweep_trials) == 1 else f"{name}, {trials} trials"
