@@ -12,7 +12,8 @@ process with :func:`benchmarks.timing.measure` (interleaved blocks), the trainin
 loss ``mean(ys ** 2)``) and the forward pass on the fast path (``fused``) and on the plain ``lax.scan`` of the
 cell's step (``reference``), after checking that the fast path's outputs and gradients are as close to a float64
 run as the plain scan's (or within 1e-5 and 1e-4 of it, relative), and prints medians in milliseconds and the
-fast path's time over the plain scan's.
+fast path's time over the plain scan's; then each path's largest distance from the float64 outputs, relative to
+their largest entry.
 
 The experiments: for each config of ``--configs`` (``""``: none), one compiled chunk of training
 (``train.eval_every`` sequences for every trial, vmapped) with ``model.unroll_impl = "reference"`` (the paper
@@ -53,10 +54,14 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
       p64, x64 = jax.tree.map(lambda a: a.astype(jnp.float64), (params, xs))
       exact = jax.device_get((fwd(p64, x64), grad(p64, x64)))
     errors = {name: _errors(got, exact) for name, got in results.items()}
+    ERRORS[(cell_name, B, T, I, H)] = {name: e[0] for name, e in errors.items()}
     for e_fused, e_ref, tol in zip(errors["fused"], errors["reference"], [1e-5] + [1e-4] * (len(errors["fused"]) - 1)):
       assert e_fused <= max(tol, 3.0 * e_ref), (cell_name, B, T, I, H, errors)
 
   return models.time_unroll_variants(variants, params, xs, agree=agree, rounds=rounds)
+
+
+ERRORS: dict[tuple[str, int, int, int, int], dict[str, float]] = {}  # outputs' distance from float64, per variant
 
 
 def _errors(got: tuple[Any, Any], exact: tuple[Any, Any]) -> list[float]:
@@ -107,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     argv=["--cells", args.cells, "--shapes", args.shapes, "--rounds", str(args.rounds)],
     cells=CELLS,
   )
+  print()
+  print("| cell | B,T,I,H | outputs from float64, fused | outputs from float64, reference |")
+  print("|---:|---:|---:|---:|")
+  for (cell_name, B, T, I, H), e in ERRORS.items():
+    print(f"| {cell_name} | {B},{T},{I},{H} | {e['fused']:.1e} | {e['reference']:.1e} |")
   if args.configs:
     time_configs(args.configs.split(","), args.rounds)
   print(f"load average (1 min): {timing.load_average():.2f}")
