@@ -72,6 +72,31 @@ def paper_cfg(**train_overrides: object) -> config.Config:
   return config.from_dict(raw, source="<test>", name="test")
 
 
+@pytest.mark.parametrize(("mode", "want"), [("paper", "reference"), ("modern", "auto")])
+def test_unroll_impl_defaults_to_the_path_the_committed_rows_were_made_with(mode: str, want: str):
+  """Unset, model.unroll_impl trains bit for bit as the path each mode's committed rows were made with, and the
+  other path differs by rounding (so the check can tell them apart)."""
+  params = {}
+  for impl in (None, "auto", "reference"):
+    if mode == "paper":
+      model = {"mode": "paper", "blocks": 2, "block_size": 2, "init_scale": 0.5, "input_gate_bias": [-1.0, -2.0]}
+    else:
+      model = {"mode": "modern", "cell": "lstm", "hidden_size": 6}
+    if impl is not None:
+      model["unroll_impl"] = impl
+    raw = {
+      "task": {"name": "noise3a"},
+      "model": model,
+      "train": {"lr": 0.5, "trials": 2, "max_sequences": 40, "eval_every": 20, "stop": {"rule": "none"}},
+      "run": {"test_size": 4, "fast_compile": True},
+    }
+    exp = train.build(config.from_dict(raw, source="<test>", name="test"), stand_in_task(T=30))
+    params[impl] = exp.run_chunk(exp.init_state()).trials.params
+  other = "auto" if want == "reference" else "reference"
+  chex.assert_trees_all_equal(params[None], params[want])
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[None]), jax.tree.leaves(params[other])))
+
+
 def test_output_activation_override_is_the_readout_without_its_sigmoid():
   task = stand_in_task(6)
   xs = jax.random.normal(jax.random.key(1), (6, 1), jnp.float32)
