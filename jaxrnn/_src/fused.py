@@ -146,9 +146,14 @@ def _xh(p: Any, x: Array, h: Array) -> Array:
 
 def _project_tangent(p: Any, dp: Any, x: Array, dx: Any) -> Array | None:
   """The tangent of ``x W_x + b`` on ``x: (K, B, I)``: ``dx W_x + x dW_x + db``."""
-  terms = [None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x)]
-  if p.b is not None and not _zero(dp.b):
-    terms.append(jnp.broadcast_to(dp.b.reshape(1, 1, -1), x.shape[:2] + dp.b.shape))
+  return _affine_tangent(p.w_x, dp.w_x, None if p.b is None else dp.b, x, dx)
+
+
+def _affine_tangent(w_x: Array, dw_x: Any, db: Any, x: Array, dx: Any) -> Array | None:
+  """:func:`_project_tangent` from its parts; ``db`` None or a symbolic zero where the bias has no tangent."""
+  terms = [None if _zero(dx) else _mm(dx, w_x), _mm(x, dw_x)]
+  if not _zero(db):
+    terms.append(jnp.broadcast_to(db.reshape(1, 1, -1), x.shape[:2] + db.shape))
   return _add(*terms)
 
 
@@ -625,10 +630,7 @@ def _lstm1997_kernel(
 
   def lin(p, dp, x, dx, h_prev, kn, m):
     db = bias(dp.b_cell, dp.b_in, dp.b_out, p.w_x.dtype)
-    terms = [None if _zero(dx) else _mm(dx, p.w_x), _mm(x, dp.w_x), _mm(masked(h_prev, m), dp.w_h)]
-    if db is not None:
-      terms.append(jnp.broadcast_to(db.reshape(1, 1, -1), x.shape[:2] + db.shape))
-    return _add(*terms)
+    return _add(_affine_tangent(p.w_x, dp.w_x, db, x, dx), _mm(masked(h_prev, m), dp.w_h))
 
   def tangent(p, dp, kn, dcarry, lin_t, wt, m):
     ds, dy = dcarry
