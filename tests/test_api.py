@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 
 import jax
@@ -144,6 +145,61 @@ def test_recurrent_kernels_are_orthogonal_per_gate(cell, gates):
   for a, b in zip(blocks, blocks[1:]):
     assert not np.allclose(a, b)  # each gate draws its own matrix
   assert params.w_x.shape == (3, gates * H)
+
+
+def _lapack_operand_shapes(fn, *args) -> list[tuple[int, ...]]:
+  """The shapes of the first operand of every LAPACK custom call in ``jit(fn)``'s lowering."""
+  text = jax.jit(fn).lower(*args).as_text()
+  calls = re.findall(r"custom_call @lapack_\w+\(.*?:\s*\(tensor<([0-9x]+)x?f(?:32|64)>", text)
+  return [tuple(int(d) for d in dims.split("x") if d) for dims in calls]
+
+
+ORTHOGONAL_CELLS = [
+  jaxrnn.elman(6),
+  jaxrnn.gru(6),
+  jaxrnn.mgu(6),
+  jaxrnn.lstm(6),
+  jaxrnn.lstm(6, proj_size=3),
+  jaxrnn.grud(6, 1),  # input_size 3 = [values, mask, delta] of one feature
+]
+
+
+@pytest.mark.parametrize("cell", ORTHOGONAL_CELLS, ids=["elman", "gru", "mgu", "lstm", "lstm_proj", "grud"])
+def test_vmapped_init_decomposes_one_matrix_at_a_time(cell):
+  """jaxlib 0.10's CPU LAPACK kernels split a batch of matrices over XLA's thread pool and wait for the parts;
+  two batched QR decompositions run side by side could deadlock (``jaxrnn.initializers.orthogonal``). Under
+  ``vmap``, and ``vmap`` of ``vmap``, every decomposition of a cell's init must be of a single matrix, and the
+  params must be those of an init per key."""
+  keys = jax.random.split(jax.random.key(0), 6)
+  init = jax.vmap(lambda k: cell.init(k, 3))
+  shapes = _lapack_operand_shapes(init, keys)
+  assert shapes and all(len(s) == 2 for s in shapes), shapes
+  nested = _lapack_operand_shapes(jax.vmap(init), keys.reshape(2, 3))
+  assert nested and all(len(s) == 2 for s in nested), nested
+  got = jax.jit(init)(keys)
+  for i in (0, 5):
+    want = cell.init(keys[i], 3)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+      np.testing.assert_array_equal(a[i], b)
+
+
+def test_orthogonal_is_jax_orthogonal_bit_for_bit():
+  keys = jax.random.split(jax.random.key(1), 4)
+  for shape, kwargs in [((5, 5), {}), ((3, 7), {"scale": 2.0}), ((6, 2, 4), {"column_axis": 0})]:
+    ours, theirs = jaxrnn.initializers.orthogonal(**kwargs), jax.nn.initializers.orthogonal(**kwargs)
+    np.testing.assert_array_equal(ours(keys[0], shape), theirs(keys[0], shape))
+    got = jax.jit(jax.vmap(lambda k: ours(k, shape)))(keys)  # noqa: B023
+    want = jax.vmap(lambda k: theirs(k, shape))(keys)  # noqa: B023
+    np.testing.assert_array_equal(got, want)
+
+  # The scale stays differentiable, under vmap too.
+  def total(scale, module):
+    return jnp.sum(jax.vmap(lambda k: module.orthogonal(scale=scale)(k, (4, 4)))(keys) ** 3)
+
+  assert jax.grad(total)(1.5, jaxrnn.initializers) == jax.grad(total)(1.5, jax.nn.initializers)
+  # The batched form (one decomposition over the batch) is what the initialiser avoids.
+  batched = _lapack_operand_shapes(jax.vmap(lambda k: jax.nn.initializers.orthogonal()(k, (5, 5))), keys)
+  assert any(len(s) == 3 for s in batched), batched
 
 
 def test_lstm_gate_bias_and_forget_bias_slices():
