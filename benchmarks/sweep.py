@@ -51,6 +51,18 @@ def _net() -> tuple[jaxrnn.Cell, jaxrnn.Dense]:
 
 def jaxrnn_program(trials: int, sequences: int, T: int, *, impl: str | None = None) -> Callable[[], Any]:
   """A blocking call that trains ``trials`` nets on ``sequences`` sequences each."""
+  program, args = _jaxrnn_parts(trials, sequences, T, impl)
+  return lambda: jax.block_until_ready(program(*args))
+
+
+def compiled_text(trials: int, sequences: int, T: int, *, impl: str | None = None) -> str:
+  """The compiled HLO of :func:`jaxrnn_program`'s program."""
+  program, args = _jaxrnn_parts(trials, sequences, T, impl)
+  return program.lower(*args).compile().as_text()
+
+
+def _jaxrnn_parts(trials: int, sequences: int, T: int, impl: str | None) -> tuple[Any, tuple[Any, ...]]:
+  """The jitted training program and its arguments (initial params, sequences, targets)."""
   cell, out = _net()
   kwargs = {} if impl is None else {"impl": impl}
 
@@ -74,8 +86,7 @@ def jaxrnn_program(trials: int, sequences: int, T: int, *, impl: str | None = No
   xs_np, targets_np = adding_data(np.random.default_rng(0), trials * sequences, T)
   xs = jnp.asarray(xs_np.reshape(trials, sequences, T, 2))
   targets = jnp.asarray(targets_np.reshape(trials, sequences, 1))
-  program = jax.jit(jax.vmap(train))
-  return lambda: jax.block_until_ready(program(params, xs, targets))
+  return jax.jit(jax.vmap(train)), (params, xs, targets)
 
 
 def torch_loop(sequences: int, T: int) -> Callable[[], None]:
