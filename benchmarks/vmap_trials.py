@@ -1,4 +1,4 @@
-"""Many trials on the CPU: ``vmap`` them, or loop over them? Three ways to train N nets, side by side.
+"""Many trials on the CPU: ``vmap`` them, or loop over them? Ways to train N nets, side by side.
 
 Usage::
 
@@ -7,14 +7,17 @@ Usage::
 
 For each cell, shape ``BxTxIxH`` and trial count ``N`` (paired in order: the first shape with the first count, ...),
 ``N`` independently initialised nets each take ``--updates`` plain gradient steps (lr 0.01, loss ``mean(ys **
-2)`` of ``jaxrnn.unroll``, each trial on its own inputs), in three ways:
+2)`` of ``jaxrnn.unroll``, each trial on its own inputs), in three ways,
 
 * ``vmap, per update``: ``jax.jit(jax.vmap(step))`` called once per update, the trials in one program;
 * ``vmap, scan``: one ``jax.jit`` call that scans over the updates of ``jax.vmap(step)``;
 * ``loop``: ``jax.jit(step)`` of one trial, called for every trial and update from Python (JAX dispatches
-  asynchronously, so calls queue while earlier ones run).
+  asynchronously, so calls queue while earlier ones run);
 
-It checks that the three end with the same params, then prints the median time per update of all ``N``
+and the two vmapped ways again traced under ``fused.chunks_per_example()``: the fast path's derivative then
+sizes its chunks for one trial's rows, as it did before it counted the vmapped ones (``fused.mapped_size``).
+
+It checks that all end with the same params, then prints the median time per update of all ``N``
 trials (:func:`benchmarks.timing.measure`, interleaved blocks in one process), the minor page faults per update
 (``getrusage``) and XLA's temporary memory for one call of each program: above glibc's 32 MiB mmap threshold a
 program's temporary buffer is fresh pages on every call (``python -m benchmarks.page_faults``), which
@@ -24,6 +27,7 @@ program's temporary buffer is fresh pages on every call (``python -m benchmarks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +38,7 @@ import numpy as np
 
 import jaxrnn
 from benchmarks import models, timing
+from jaxrnn._src import fused
 
 LR = 0.01
 
@@ -50,19 +55,32 @@ def programs(
     g = jax.grad(lambda p: jnp.mean(jaxrnn.unroll(cell, p, x)[1] ** 2))(p)
     return jax.tree.map(lambda a, b: a - LR * b, p, g)
 
-  vstep = jax.jit(jax.vmap(step))
-  scanned = jax.jit(lambda p, xs: jax.lax.scan(lambda p, x: (jax.vmap(step)(p, x), None), p, xs)[0])
+  def vmapped(per_example: bool) -> tuple[Any, Any]:
+    def traced(f: Callable[..., Any]) -> Callable[..., Any]:
+      def g(*args: Any) -> Any:
+        with fused.chunks_per_example() if per_example else contextlib.nullcontext():
+          return f(*args)
+
+      return g
+
+    vstep = jax.jit(traced(jax.vmap(step)))
+    scanned = jax.jit(traced(lambda p, xs: jax.lax.scan(lambda p, x: (jax.vmap(step)(p, x), None), p, xs)[0]))
+    return vstep, scanned
+
   one = jax.jit(step)
   singles = [jax.tree.map(lambda a: a[n], params) for n in range(N)]  # noqa: B023
 
-  def per_update() -> Any:
-    p = params
-    for u in range(U):
-      p = vstep(p, xs[u])
-    return jax.block_until_ready(p)
+  def per_update(vstep: Any) -> Callable[[], Any]:
+    def call() -> Any:
+      p = params
+      for u in range(U):
+        p = vstep(p, xs[u])
+      return jax.block_until_ready(p)
 
-  def scan() -> Any:
-    return jax.block_until_ready(scanned(params, xs))
+    return call
+
+  def scan(scanned: Any) -> Callable[[], Any]:
+    return lambda: jax.block_until_ready(scanned(params, xs))
 
   def loop() -> Any:
     out = []
@@ -73,11 +91,13 @@ def programs(
       out.append(p)
     return jax.block_until_ready(jax.tree.map(lambda *a: jnp.stack(a), *out))
 
-  return {
-    "vmap, per update": (per_update, (vstep, (params, xs[0]))),
-    "vmap, scan": (scan, (scanned, (params, xs))),
-    "loop": (loop, (one, (singles[0], xs[0, 0]))),
-  }
+  ways = {}
+  for per_example, label in ((False, ""), (True, ", chunks per example")):
+    vstep, scanned = vmapped(per_example)
+    ways[f"vmap, per update{label}"] = (per_update(vstep), (vstep, (params, xs[0])))
+    ways[f"vmap, scan{label}"] = (scan(scanned), (scanned, (params, xs)))
+  ways["loop"] = (loop, (one, (singles[0], xs[0, 0])))
+  return ways
 
 
 def faults_per_call(fn: Callable[[], Any], calls: int = 3) -> float:

@@ -60,6 +60,7 @@ import optax
 import jaxrnn
 from experiments.config import Config
 from experiments.tasks.base import Example, Task
+from jaxrnn._src import fused
 
 Array = jax.Array
 Params = Any  # a pytree of arrays
@@ -228,8 +229,11 @@ def build_model(cfg: Config, task: Task) -> Model:
 
   def apply_fn(params: ModelParams, inputs: Array) -> tuple[Array, Array]:
     p_cell, xs, one_hot = cell_inputs(params, inputs)
-    # Activations start at zero for every sequence (the paper resets them at each sequence start).
-    _, hs = jaxrnn.unroll(cell, p_cell, xs, impl=impl)
+    # Activations start at zero for every sequence (the paper resets them at each sequence start). The fast
+    # path's chunks are sized for one sequence, not for every vmapped trial and sequence, as when the committed
+    # rows were made: the chunk length changes the order in which weight gradients are summed.
+    with fused.chunks_per_example():
+      _, hs = jaxrnn.unroll(cell, p_cell, xs, impl=impl)
     if one_hot is not None:
       hs = jnp.concatenate([hs, one_hot], axis=-1)
     z = readout.apply(params.out, hs)

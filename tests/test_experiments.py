@@ -18,6 +18,7 @@ import pytest
 from experiments import checkpoint, cli, config, numpy_reference, train
 from experiments.tasks import make_task
 from experiments.tasks.base import Example, Task
+from jaxrnn._src import fused
 
 # ----------------------------------------------------------------------------
 # A stand-in task: one real input, a class signal at step 0, the target at the last step.
@@ -95,6 +96,24 @@ def test_unroll_impl_defaults_to_the_path_the_committed_rows_were_made_with(mode
   other = "auto" if want == "reference" else "reference"
   chex.assert_trees_all_equal(params[None], params[want])
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[None]), jax.tree.leaves(params[other])))
+
+
+def test_engine_sizes_fast_path_chunks_for_one_sequence(monkeypatch):
+  """The engine vmaps its trials and each update's batch of sequences; jaxrnn.unroll under vmap sizes its
+  chunks for every mapped row (fused.mapped_size), but the engine traces under fused.chunks_per_example, as
+  when the committed rows were made (the chunk length changes how weight gradients are summed)."""
+  rows = []
+  length = fused.chunk_length
+  monkeypatch.setattr(fused, "chunk_length", lambda T, B, H, scale=1: rows.append(B) or length(T, B, H, scale))
+  raw = {
+    "task": {"name": "noise3a"},
+    "model": {"mode": "modern", "cell": "gru", "hidden_size": 6},
+    "train": {"lr": 0.01, "trials": 3, "batch_size": 4, "max_sequences": 8, "eval_every": 8, "stop": {"rule": "none"}},
+    "run": {"test_size": 4, "fast_compile": True},
+  }
+  exp = train.build(config.from_dict(raw, source="<test>", name="test"), stand_in_task(T=30))
+  exp.run_chunk(exp.init_state())
+  assert rows and set(rows) == {1}  # one sequence's rows, not 3 trials x 4 sequences
 
 
 def test_output_activation_override_is_the_readout_without_its_sigmoid():

@@ -338,6 +338,71 @@ def test_chunk_length_prefers_a_divisor_of_the_length():
   assert fused.chunk_length(5, 1, 1) == 5  # at most T
 
 
+def test_mapped_size_counts_the_enclosing_vmaps():
+  seen = []
+
+  def f(w, x):
+    seen.append(fused.mapped_size((w, x)))
+    return jnp.sum(jnp.tanh(x @ w))
+
+  w, x = jnp.ones((3, 4)), jnp.ones((5, 3))
+  W, X = jnp.ones((7, 3, 4)), jnp.ones((7, 5, 3))
+  cases = {
+    "plain": (lambda: f(w, x), 1),
+    "grad": (lambda: jax.grad(f)(w, x), 1),
+    "jit(vmap(grad))": (lambda: jax.jit(jax.vmap(jax.grad(f)))(W, X), 7),
+    "only the params mapped": (lambda: jax.vmap(f, in_axes=(0, None))(W, x), 7),
+    "grad of a vmap": (lambda: jax.grad(lambda W: jnp.sum(jax.vmap(f, in_axes=(0, None))(W, x)))(W), 7),
+    "vmap of vmap": (lambda: jax.vmap(jax.vmap(f))(jnp.ones((2, 7, 3, 4)), jnp.ones((2, 7, 5, 3))), 14),
+    "jvp of a vmap": (lambda: jax.jvp(lambda W: jax.vmap(f)(W, X), (W,), (W,)), 7),
+    # A vmap that batches a function traced before it (jit, a scan's body) is not seen.
+    "vmap of jit": (lambda: jax.vmap(jax.jit(jax.grad(f)))(W, X), 1),
+    "scan in a vmap": (
+      lambda: jax.vmap(lambda w, x: jax.lax.scan(lambda c, _: (c + f(w, x), None), 0.0, None, 2))(W, X),
+      1,
+    ),
+  }
+  for name, (run, want) in cases.items():
+    seen.clear()
+    run()
+    assert seen == [want], name
+
+
+def test_vmapped_chunks_hold_every_example(monkeypatch):
+  """Under vmap the derivative's chunks are sized for the rows of every example (``fused.mapped_size``) once
+  one example's chunks over all of them would hold more than ``MAPPED_SLACK`` times the target, and the vmapped
+  fast path still equals the reference path; ``fused.chunks_per_example`` restores one example's chunks."""
+  cell, N, H_, B_, T_ = jaxrnn.gru(64), 4, 64, 40, 61
+  params = jax.vmap(lambda k: cell.init(k, I))(jax.random.split(jax.random.key(3), N))
+  xs = jax.random.normal(jax.random.key(4), (N, T_, B_, I))
+  rows = []
+  length = fused.chunk_length
+  monkeypatch.setattr(fused, "chunk_length", lambda T, B, H, scale=1: rows.append(B) or length(T, B, H, scale))
+
+  def grads(impl, per_example=False):
+    def loss(p, x):
+      with fused.chunks_per_example() if per_example else contextlib.nullcontext():
+        return jnp.sum(jaxrnn.unroll(cell, p, x, impl=impl)[1] ** 2)
+
+    return jax.jit(jax.vmap(jax.value_and_grad(loss)))(params, xs)
+
+  want = grads("reference")
+  rows.clear()
+  got = grads("fused")
+  # One example's chunks of 26 steps, over the 4 examples, are past the slack: chunks of 6 steps.
+  assert N * 26 * B_ * H_ > fused.MAPPED_SLACK * fused.CHUNK_ELEMENTS
+  assert rows == [B_, N * B_] and length(T_, B_, H_) == 26 and length(T_, N * B_, H_) == 6
+  assert rel_err(got, want) <= GRAD_TOL
+  rows.clear()
+  got = grads("fused", per_example=True)
+  assert rows == [B_]
+  assert rel_err(got, want) <= GRAD_TOL
+  # Within the slack (a third of the rows each), one example's chunks stay.
+  rows.clear()
+  jax.jit(jax.vmap(jax.grad(lambda p, x: jnp.sum(jaxrnn.unroll(cell, p, x)[1] ** 2))))(params, xs[:, :, :13])
+  assert N * length(T_, 13, H_) * 13 * H_ <= fused.MAPPED_SLACK * fused.CHUNK_ELEMENTS and rows == [13]
+
+
 def test_vmap_over_params_of_grad():
   cell = CELLS["gru"]
   params, xs, carry = inputs(cell)

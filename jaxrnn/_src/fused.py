@@ -34,9 +34,11 @@ path; ``tests/test_fused.py`` checks outputs and gradients against it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -55,6 +57,7 @@ SAVED = "jaxrnn_fused_saved"  # the checkpoint name of the values kept for the b
 RECURRENT_MASK_ATTR = "_jaxrnn_recurrent_mask_value"  # on a with_recurrent_mask cell's apply: its mask
 DECAY_ATTR = "_jaxrnn_decay_of"  # on a time_decay cell's apply: (the wrapped cell, delta_as_input)
 CHUNK_ELEMENTS = 65536  # steps x batch x hidden units in a chunk (times the kernel's chunk_scale)
+MAPPED_SLACK = 4  # under vmap, chunks are sized for every example's rows once they hold this many times the target
 
 
 class Kernel(NamedTuple):
@@ -816,6 +819,55 @@ def _canonical(tree: Any) -> Any:
   return jax.tree.map(lambda a: jax.lax.reshape(jax.lax.reshape(a, (a.size,)), a.shape), tree)
 
 
+def mapped_size(tree: Any) -> int:
+  """How many examples ``jax.vmap`` runs this code for: the product of the sizes of the ``vmap`` axes over which any
+  array of ``tree`` is batched while it is traced here, 1 outside ``vmap``.
+
+  The fast path sizes its chunks by the rows they hold (:func:`chunk_length`), and under ``vmap`` every row of a
+  chunk is there once per example. With 10 vmapped trials of an LSTM with ``(B, T, H) = (32, 100, 32)``, chunks
+  sized for one trial held 73 MiB of temporary memory per call, above glibc's 32 MiB mmap threshold, and a vmapped
+  training step called once per update took 2.1x the time of one with chunks sized for all ten (31 MiB); scanning
+  over the updates in one call, 1.2x (``python -m benchmarks.vmap_trials``). A ``custom_vmap`` probe on one
+  element of each array reads the axis sizes: its batching rule runs once per enclosing ``vmap`` while the
+  function is traced. It cannot see a ``vmap`` that batches an already traced function (``vmap`` of a ``jit``-ed
+  function, or of a ``lax.scan`` or ``lax.map`` body that contains the call): there it returns 1, the chunks of
+  one example. The probe reads no gradient (``stop_gradient``) and its output is unused, so XLA removes it.
+  """
+  size = [1]
+
+  @jax.custom_batching.custom_vmap
+  def probe(leaves: list[Array]) -> list[Array]:
+    return leaves
+
+  @probe.def_vmap
+  def _rule(axis_size: int, in_batched: Any, leaves: list[Array]) -> tuple[list[Array], Any]:
+    size[0] *= axis_size
+    return probe(leaves), in_batched[0]  # an enclosing vmap batches this call in turn
+
+  leaves = [jax.lax.stop_gradient(a.reshape(-1)[:1]) for a in jax.tree.leaves(tree) if a.size]
+  if leaves:
+    probe(leaves)
+  return size[0]
+
+
+_PER_EXAMPLE = contextvars.ContextVar("jaxrnn_fused_chunks_per_example", default=False)
+
+
+@contextlib.contextmanager
+def chunks_per_example() -> Iterator[None]:
+  """While tracing within it, the fast path sizes its chunks for one example's rows, whatever ``vmap`` encloses it.
+
+  That is how it sized them before :func:`mapped_size`. The experiments' engine traces its models under it, so
+  that every committed row trains bit for bit as when it was made (the chunk length changes the order in which a
+  chunk's weight gradients are summed).
+  """
+  token = _PER_EXAMPLE.set(True)
+  try:
+    yield
+  finally:
+    _PER_EXAMPLE.reset(token)
+
+
 def segment_length(T: int, remat: bool | int) -> int:
   """The segment length for ``remat``: ``ceil(sqrt(T))`` for True, else the given int, at most ``T``."""
   if remat is True:
@@ -842,7 +894,22 @@ def chunk_length(T: int, B: int, H: int, scale: int = 1) -> int:
 
 
 def sequence(
-  kernel, params, xs, carry, valid, cut, m=None, r=None, rc=None, decay=None, *, reverse, unroll, remat, chunk=None
+  kernel,
+  params,
+  xs,
+  carry,
+  valid,
+  cut,
+  m=None,
+  r=None,
+  rc=None,
+  decay=None,
+  *,
+  reverse,
+  unroll,
+  remat,
+  chunk=None,
+  mapped=1,
 ):
   """Runs ``kernel`` over ``xs: (T, B, I)`` from ``carry``: ``(carry, ys)``.
 
@@ -855,12 +922,24 @@ def sequence(
   computed from ``src``, a pytree of ``(T, B, ...)`` arrays (both differentiable). The derivative computes them,
   and their tangents, a chunk at a time from ``src``, so that no factors or tangents of the whole sequence are
   kept: temporary memory above glibc's mmap threshold (32 MiB at most) costs fresh pages on every call
-  (``python -m benchmarks.page_faults``). Evaluated without derivatives it is one plain scan; its derivative
-  rule runs the chunked forward and tangent.
+  (``python -m benchmarks.page_faults``). ``mapped`` is how many examples an enclosing ``vmap`` runs
+  (:func:`mapped_size`): once one example's chunks over all of them would hold more than ``MAPPED_SLACK``
+  times the target, they are sized for all of them. Evaluated without derivatives it is one plain scan; its
+  derivative rule runs the chunked forward and tangent.
   """
   T, B = xs.shape[:2]
   H = max(a.shape[-1] for a in jax.tree.leaves(carry))  # the cells, where a projection makes h smaller
-  K = chunk_length(T, B, H, kernel.chunk_scale) if chunk is None else min(chunk, T)
+  if chunk is None:
+    K = chunk_length(T, B, H, kernel.chunk_scale)
+    # Under vmap a chunk holds every example's rows. Sized for all of them once that is over 4x the target for one
+    # (MAPPED_SLACK): below it the chunks stay small, and splitting a sequence into more of them costs more than
+    # it saves. Without the slack, 128 vmapped nets of 8 units (one sequence each) trained 4% to 9% slower in
+    # chunks of 64 steps than in one of 100 (python -m benchmarks.vmap_trials, 2026-11-24, before the slack; with
+    # it their programs are the same).
+    if mapped > 1 and mapped * K * B * H > MAPPED_SLACK * kernel.chunk_scale * CHUNK_ELEMENTS:
+      K = chunk_length(T, B * mapped, H, kernel.chunk_scale)
+  else:
+    K = min(chunk, T)
 
   fn, fparams, src = (None, None, None) if decay is None else decay
 
@@ -997,7 +1076,7 @@ def _grud_hidden_decay(w: tuple[Array, Array], delta: Array) -> Array:
   return jnp.exp(-jax.nn.relu(z + b_gh.reshape(1, 1, -1)))
 
 
-def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
+def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat, mapped=1):
   """GRU-D (:func:`jaxrnn.grud`) on the GRU kernel with the reset before the product (Cho et al. 2014's):
   the imputed input ``[x_hat, mask]`` is computed for every step at once from :func:`_grud_fill`, and the
   hidden decay ``gamma_h`` enters as the carry factors of :func:`sequence` (its ``decay``)."""
@@ -1025,6 +1104,7 @@ def _grud(spec, params, x, c, valid, cut, m, r, rc, *, reverse, unroll, remat):
     reverse=reverse,
     unroll=unroll,
     remat=remat,
+    mapped=mapped,
   )
   return type(c)(h, x_last, seen), ys
 
@@ -1100,9 +1180,11 @@ def unroll(
   if resets is not None:
     r = resets.reshape(T, B)
     rc = jax.tree.map(lambda a: a.reshape((B,) + a.shape[len(batch_shape) :]), reset_carry)
+  mapped = 1 if _PER_EXAMPLE.get() else mapped_size((params, xs, carry, lengths, resets, reset_carry))
+  options = {"reverse": reverse, "unroll": unroll, "remat": remat, "mapped": mapped}
   if grud:
-    c, ys = _grud(spec, params, x, c, valid, cut, m, r, rc, reverse=reverse, unroll=unroll, remat=remat)
+    c, ys = _grud(spec, params, x, c, valid, cut, m, r, rc, **options)
   else:
-    c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, factors, reverse=reverse, unroll=unroll, remat=remat)
+    c, ys = sequence(kernel, params, x, c, valid, cut, m, r, rc, factors, **options)
   c = jax.tree.map(lambda a, ref: a.reshape(ref.shape), c, carry)
   return c, ys.reshape((T,) + batch_shape + ys.shape[-1:])
