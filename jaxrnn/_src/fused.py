@@ -827,7 +827,7 @@ def mapped_size(tree: Any) -> int:
   chunk is there once per example. With 10 vmapped trials of an LSTM with ``(B, T, H) = (32, 100, 32)``, chunks
   sized for one trial held 73 MiB of temporary memory per call, above glibc's 32 MiB mmap threshold, and a vmapped
   training step called once per update took 2.1x the time of one with chunks sized for all ten (31 MiB); scanning
-  over the updates in one call, 1.2x (``python -m benchmarks.vmap_trials``). A ``custom_vmap`` probe on one
+  over the updates in one call, 1.15x (``python -m benchmarks.vmap_trials``). A ``custom_vmap`` probe on one
   element of each array reads the axis sizes: its batching rule runs once per enclosing ``vmap`` while the
   function is traced. It cannot see a ``vmap`` that batches an already traced function (``vmap`` of a ``jit``-ed
   function, or of a ``lax.scan`` or ``lax.map`` body that contains the call): there it returns 1, the chunks of
