@@ -368,6 +368,30 @@ def test_mapped_size_counts_the_enclosing_vmaps():
     assert seen == [want], name
 
 
+def test_the_vmap_probe_under_other_transformations():
+  """The fast path's probe of enclosing vmaps (a custom_vmap) under checkpoint, shard_map and export."""
+  cell = CELLS["lstm"]
+  params, xs, carry = inputs(cell)
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), params, random_tree(params, 5))
+  xs2 = jnp.stack([xs, 0.5 * xs])
+
+  def loss(impl):
+    return lambda p, x: jnp.sum(jaxrnn.unroll(cell, p, x, carry, impl=impl)[1] ** 2)
+
+  want = jax.vmap(jax.grad(loss("reference")))(stacked, xs2)
+  mesh = jax.make_mesh((1,), ("d",))
+  spec = jax.sharding.PartitionSpec()
+  runs = {
+    "checkpoint": jax.jit(jax.vmap(jax.grad(jax.checkpoint(loss("fused"))))),
+    "shard_map": jax.jit(
+      jax.shard_map(jax.vmap(jax.grad(loss("fused"))), mesh=mesh, in_specs=(spec, spec), out_specs=spec)
+    ),
+    "export": jax.export.export(jax.jit(jax.vmap(jax.grad(loss("fused")))))(stacked, xs2).call,
+  }
+  for name, run in runs.items():
+    assert rel_err(run(stacked, xs2), want) <= GRAD_TOL, name
+
+
 def test_vmapped_chunks_hold_every_example(monkeypatch):
   """Under vmap the derivative's chunks are sized for the rows of every example (``fused.mapped_size``) once
   one example's chunks over all of them would hold more than ``MAPPED_SLACK`` times the target, and the vmapped
