@@ -38,13 +38,13 @@ def shapes(hlo: str) -> dict[str, str]:
 
 def profile(impl: str, trials: int, sequences: int, calls: int = 3) -> tuple[dict[str, float], dict[str, int], str]:
   """``(ms per call by operation, executions per call by operation, compiled HLO)`` of the sweep program."""
-  program = sweep.jaxrnn_program(trials, sequences, T, impl=impl)
-  program()  # compile and warm up
-  hlo = sweep.compiled_text(trials, sequences, T, impl=impl)
+  program, args = sweep.jaxrnn_parts(trials, sequences, T, impl=impl)
+  compiled = program.lower(*args).compile()  # the executable profiled, and its HLO for the shapes
+  jax.block_until_ready(compiled(*args))  # warm up
   with tempfile.TemporaryDirectory() as d:
     jax.profiler.start_trace(d)
     for _ in range(calls):
-      program()
+      jax.block_until_ready(compiled(*args))
     jax.profiler.stop_trace()
     data = jax.profiler.ProfileData.from_file(glob.glob(f"{d}/plugins/profile/*/*.xplane.pb")[0])
     ms: dict[str, float] = collections.defaultdict(float)
@@ -58,7 +58,7 @@ def profile(impl: str, trials: int, sequences: int, calls: int = 3) -> tuple[dic
             continue
           ms[ev.name] += ev.duration_ns / 1e6 / calls
           count[ev.name] += 1
-  return dict(ms), {k: v // calls for k, v in count.items()}, hlo
+  return dict(ms), {k: v // calls for k, v in count.items()}, compiled.as_text()
 
 
 def main(argv: list[str] | None = None) -> None:

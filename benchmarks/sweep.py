@@ -51,17 +51,11 @@ def _net() -> tuple[jaxrnn.Cell, jaxrnn.Dense]:
 
 def jaxrnn_program(trials: int, sequences: int, T: int, *, impl: str | None = None) -> Callable[[], Any]:
   """A blocking call that trains ``trials`` nets on ``sequences`` sequences each."""
-  program, args = _jaxrnn_parts(trials, sequences, T, impl)
+  program, args = jaxrnn_parts(trials, sequences, T, impl=impl)
   return lambda: jax.block_until_ready(program(*args))
 
 
-def compiled_text(trials: int, sequences: int, T: int, *, impl: str | None = None) -> str:
-  """The compiled HLO of :func:`jaxrnn_program`'s program."""
-  program, args = _jaxrnn_parts(trials, sequences, T, impl)
-  return program.lower(*args).compile().as_text()
-
-
-def _jaxrnn_parts(trials: int, sequences: int, T: int, impl: str | None) -> tuple[Any, tuple[Any, ...]]:
+def jaxrnn_parts(trials: int, sequences: int, T: int, *, impl: str | None = None) -> tuple[Any, tuple[Any, ...]]:
   """The jitted training program and its arguments (initial params, sequences, targets)."""
   cell, out = _net()
   kwargs = {} if impl is None else {"impl": impl}

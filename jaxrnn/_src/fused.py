@@ -844,7 +844,9 @@ def mapped_size(tree: Any) -> int:
     size[0] *= axis_size
     return probe(leaves), in_batched[0]  # an enclosing vmap batches this call in turn
 
-  leaves = [jax.lax.stop_gradient(a.reshape(-1)[:1]) for a in jax.tree.leaves(tree) if a.size]
+  # Only traced arrays can be mapped: concrete ones (eager code outside vmap) need no probe, and no dispatches.
+  traced = [a for a in jax.tree.leaves(tree) if isinstance(a, jax.core.Tracer) and a.size]
+  leaves = [jax.lax.stop_gradient(a.reshape(-1)[:1]) for a in traced]
   if leaves:
     probe(leaves)
   return size[0]
