@@ -1,4 +1,4 @@
-"""Conversion between jaxrnn params and PyTorch or flax recurrent modules, both ways.
+"""Conversion between jaxrnn params and PyTorch, flax.linen or flax.nnx recurrent modules, both ways.
 
 jaxrnn keeps PyTorch's gate order (LSTM ``i, f, g, o``; GRU ``r, z, n``) but
 stores kernels transposed, ``w_x: (in, G*H)`` and ``w_h: (H, G*H)``, so a step
@@ -14,6 +14,10 @@ is ``x @ w_x + h @ w_h + b``. The converters below only move numbers:
 * flax.linen keeps one ``Dense`` per gate; their kernels are concatenated
   along the output axis in jaxrnn's gate order. flax's LSTM carry is
   ``(c, h)``; jaxrnn's :class:`jaxrnn.LSTMCarry` is ``(h, c)``.
+* flax.nnx keeps one ``Linear`` per gate (``LSTMCell``) or one for all gates
+  (``SimpleCell``, ``GRUCell``, ``OptimizedLSTMCell``) in ``nnx.Param``
+  variables; its GRU has no recurrent bias (jaxrnn's ``b_hn`` is zero) and
+  its LSTM carry is ``(c, h)`` as in linen.
 
 torch is an optional dependency (the ``torch`` extra) and is imported only
 inside the functions that need it.
@@ -614,7 +618,13 @@ def _flax_kind(module: Any) -> str:
   }
   kind = next((k for cls, k in kinds.items() if isinstance(module, cls)), None)
   if kind is None:
-    hint = " (pass module.cell and variables['params']['cell'])" if isinstance(module, nn.RNN) else ""
+    from flax import nnx
+
+    hint = ""
+    if isinstance(module, nn.RNN):
+      hint = " (pass module.cell and variables['params']['cell'])"
+    elif isinstance(module, nnx.Module):
+      hint = " (a flax.nnx module: use jaxrnn.interop.from_nnx)"
     raise base.InputTypeError(f"module must be a {_FLAX_CELLS}{hint}, got {_type_name(module)}")
   if kind == "elman":
     _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
@@ -843,3 +853,240 @@ def to_flax_carry(carry: base.Carry) -> Any:
   if isinstance(carry, cells_lib.LSTMCarry):
     return (carry.c, carry.h)
   return carry
+
+
+# ----------------------------------------------------------------------------
+# flax.nnx
+
+_NNX_CELLS = "flax.nnx.SimpleCell, GRUCell, LSTMCell or OptimizedLSTMCell"
+# The Linear layers of each nnx cell, input side then hidden side, in jaxrnn's gate order.
+_NNX_LINEARS = {
+  "elman": (("dense_i",), ("dense_h",)),
+  "gru": (("dense_i",), ("dense_h",)),
+  "lstm": (("ii", "if_", "ig", "io"), ("hi", "hf", "hg", "ho")),
+  "optimized_lstm": (("dense_i",), ("dense_h",)),
+}
+
+
+def _nnx_kind(module: Any) -> str:
+  """``elman``, ``gru``, ``lstm`` or ``optimized_lstm`` for a supported flax.nnx cell; raises otherwise."""
+  import flax.linen as nn
+  from flax import nnx
+
+  kinds = {
+    nnx.OptimizedLSTMCell: "optimized_lstm",
+    nnx.LSTMCell: "lstm",
+    nnx.GRUCell: "gru",
+    nnx.SimpleCell: "elman",
+  }
+  kind = next((k for cls, k in kinds.items() if isinstance(module, cls)), None)
+  if kind is None:
+    hint = ""
+    if isinstance(module, nnx.RNN):
+      hint = " (pass module.cell)"
+    elif isinstance(module, nn.Module):
+      hint = " (a flax.linen module: use jaxrnn.interop.from_flax)"
+    raise base.InputTypeError(f"module must be a {_NNX_CELLS}{hint}, got {_type_name(module)}")
+  if kind == "elman":
+    _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
+    if module.residual:
+      raise base.InputError("SimpleCell.residual is True; jaxrnn's elman has no residual connection")
+  else:
+    _check_fn(module, "gate_fn", (jax.nn.sigmoid,), "sigmoid")
+    _check_fn(module, "activation_fn", (jnp.tanh,), "tanh")
+  if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
+    raise base.InputError(
+      f"{type(module).__name__}.dtype is {jnp.dtype(module.dtype)} but param_dtype is "
+      f"{jnp.dtype(module.param_dtype)}; jaxrnn computes in the params' dtype, so only dtype=None "
+      "(or equal to param_dtype) is supported"
+    )
+  return kind
+
+
+def from_nnx(module: Any) -> tuple[base.Cell, base.Params]:
+  r"""A jaxrnn cell, and its params, that compute what a flax.nnx recurrent cell computes.
+
+  * ``SimpleCell`` (tanh or relu) -> ``elman(H, nonlinearity=...)``:
+    ``w_x = dense_i.kernel``, ``w_h = dense_h.kernel``, ``b = dense_i.bias``.
+  * ``GRUCell`` -> ``gru(H, reset_after=True)``: ``w_x = dense_i.kernel``,
+    ``w_h = dense_h.kernel``, ``b = dense_i.bias``, and ``b_hn`` zeros:
+    nnx's GRU has no recurrent bias, so the candidate's bias inside the reset
+    product is zero (keep it at zero, e.g. with ``optax.masked``, to convert
+    trained params back with :func:`to_nnx`).
+  * ``LSTMCell`` -> ``lstm(H)``: ``w_x = [ii, if_, ig, io]``,
+    ``w_h = [hi, hf, hg, ho]``, ``b = [hi, hf, hg, ho].bias`` (the
+    input-side layers have none).
+  * ``OptimizedLSTMCell`` -> ``lstm(H)``: ``w_x = dense_i.kernel``,
+    ``w_h = dense_h.kernel``, ``b = dense_h.bias``.
+
+  The params are read from the module's ``nnx.Param`` variables and
+  concatenated with ``jnp.concatenate``, so the conversion is traceable and
+  differentiable: called inside an ``nnx.jit``/``nnx.grad`` function it lets
+  a model keep its parameters in an nnx cell and run them with
+  :func:`jaxrnn.unroll`, the gradients reaching the nnx params. An LSTM's
+  carry is ``(c, h)`` in nnx as in flax.linen: see :func:`from_flax_carry`.
+
+  Args:
+    module: a flax.nnx cell (see above) with the default ``gate_fn``
+      (sigmoid) and ``activation_fn`` (tanh; ``SimpleCell`` also relu), no
+      ``residual`` and ``dtype`` None or equal to ``param_dtype``.
+
+  Returns:
+    ``(cell, params)`` with a :class:`jaxrnn.Cell` and its params.
+
+  Raises:
+    TypeError: ``module`` is not one of the cells above.
+    ValueError: an unsupported option, or a parameter of an unexpected
+      shape or dtype.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.nnx as nnx, jaxrnn
+    >>> module = nnx.OptimizedLSTMCell(3, 4, rngs=nnx.Rngs(0))
+    >>> cell, params = jaxrnn.interop.from_nnx(module)
+    >>> params.w_x.shape, params.w_h.shape, params.b.shape
+    ((3, 16), (4, 16), (16,))
+    >>> x = jnp.ones((2, 3))
+    >>> carry = module.initialize_carry(x.shape, rngs=nnx.Rngs(1))
+    >>> (c, h), y = module(carry, x)
+    >>> _, y_jaxrnn = cell.apply(params, jaxrnn.interop.from_flax_carry(carry), x)
+    >>> bool(jnp.allclose(y, y_jaxrnn, atol=1e-6))
+    True
+  """
+  kind = _nnx_kind(module)
+  H, I = int(module.hidden_features), int(module.in_features)
+  G = {"elman": 1, "gru": 3, "lstm": 4, "optimized_lstm": 4}[kind]
+  cls = type(module).__name__
+  linears = _NNX_LINEARS[kind]
+  per_linear = 1 if kind == "lstm" else G  # LSTMCell has one Linear per gate
+  dtypes: list[Any] = []  # the first parameter's dtype; every other must match it
+
+  def read(linear: str, leaf: str, shape: tuple[int, ...]) -> Array:
+    var = getattr(getattr(module, linear, None), leaf, None)
+    if var is None:
+      raise base.InputError(f"{cls}.{linear}.{leaf} is missing; expected an nnx.Param of shape {shape}")
+    a = jnp.asarray(var[...])
+    if tuple(a.shape) != shape:
+      raise base.InputError(f"{cls}.{linear}.{leaf} has shape {tuple(a.shape)}, expected {shape}")
+    dtypes.append(a.dtype)
+    if a.dtype != dtypes[0]:
+      raise base.InputTypeError(f"{cls}.{linear}.{leaf} has dtype {a.dtype}, expected {dtypes[0]} like the others")
+    return a
+
+  w_x = jnp.concatenate([read(n, "kernel", (I, per_linear * H)) for n in linears[0]], axis=-1)
+  w_h = jnp.concatenate([read(n, "kernel", (H, per_linear * H)) for n in linears[1]], axis=-1)
+  dtype = dtypes[0]
+  if kind == "elman":
+    nonlinearity = "tanh" if module.activation_fn is jnp.tanh else "relu"
+    cell = cells_lib.elman(H, nonlinearity=nonlinearity, param_dtype=dtype)
+    return cell, cells_lib.ElmanParams(w_x=w_x, w_h=w_h, b=read("dense_i", "bias", (H,)))
+  if kind == "gru":
+    b = read("dense_i", "bias", (G * H,))
+    return cells_lib.gru(H, reset_after=True, param_dtype=dtype), cells_lib.GRUParams(
+      w_x, w_h, b, jnp.zeros((H,), dtype)
+    )
+  # Only the hidden-side layers of nnx's LSTMs have biases (the two sides are summed).
+  b = jnp.concatenate([read(n, "bias", (per_linear * H,)) for n in linears[1]])
+  return cells_lib.lstm(H, param_dtype=dtype), cells_lib.LSTMParams(w_x, w_h, b, None)
+
+
+def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool = False) -> Any:
+  r"""The flax.nnx cell that computes what jaxrnn ``params`` compute (inverse of :func:`from_nnx`).
+
+  The cell is chosen by the params' type: :class:`jaxrnn.ElmanParams` ->
+  ``SimpleCell``, :class:`jaxrnn.GRUParams` -> ``GRUCell`` (the params of
+  ``gru(reset_after=True)`` with ``b_hn`` zero: nnx's GRU has no recurrent
+  bias), :class:`jaxrnn.LSTMParams` -> ``LSTMCell`` (or
+  ``OptimizedLSTMCell``). Missing biases (``bias=False``) become zeros, which
+  computes the same. The module is built without running its initialisers
+  (``nnx.eval_shape``) and then given the params' arrays; flax.nnx has no MGU
+  cell.
+
+  Args:
+    params: concrete (not traced) params of a jaxrnn elman, gru or lstm cell.
+    nonlinearity: the elman cell's ``"tanh"`` or ``"relu"`` (params do not
+      record it).
+    optimized: give ``OptimizedLSTMCell`` instead of ``LSTMCell``.
+
+  Returns:
+    The nnx module, holding the params in its ``nnx.Param`` variables.
+
+  Raises:
+    TypeError: params of another cell.
+    ValueError: what nnx cannot express: a GRU whose ``b_hn`` is not zero or
+      with ``reset_after=False`` (detected when ``b`` is set but ``b_hn`` is
+      not), an LSTM without forget gate or with peepholes, layer norm or a
+      projection; or traced params of a GRU (``b_hn`` must be checked).
+
+  Example:
+    >>> import jax, jaxrnn
+    >>> params = jaxrnn.lstm(4).init(jax.random.key(0), 3)
+    >>> module = jaxrnn.interop.to_nnx(params, optimized=True)
+    >>> type(module).__name__, module.dense_h.kernel.shape
+    ('OptimizedLSTMCell', (4, 16))
+  """
+  from flax import nnx
+
+  if not isinstance(params, (cells_lib.ElmanParams, cells_lib.GRUParams, cells_lib.LSTMParams)):
+    hint = " (flax.nnx has no MGU cell)" if isinstance(params, cells_lib.MGUParams) else ""
+    raise base.InputTypeError(
+      f"params must be jaxrnn.ElmanParams, GRUParams or LSTMParams{hint}, got {type(params).__name__}"
+    )
+  w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
+  I, H = int(w_x.shape[0]), int(w_h.shape[0])
+  dtype = w_x.dtype
+  G = int(w_h.shape[1]) // H
+
+  def b_or_zeros(b: Array | None, n: int) -> Array:
+    return jnp.zeros((n * H,), dtype) if b is None else jnp.asarray(b)
+
+  if isinstance(params, cells_lib.ElmanParams):
+    base.check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    act = jnp.tanh if nonlinearity == "tanh" else jax.nn.relu
+    module: Any = nnx.eval_shape(lambda: nnx.SimpleCell(I, H, activation_fn=act, param_dtype=dtype, rngs=nnx.Rngs(0)))
+    values = {("dense_i", "kernel"): w_x, ("dense_i", "bias"): b_or_zeros(params.b, 1), ("dense_h", "kernel"): w_h}
+  elif isinstance(params, cells_lib.GRUParams):
+    if params.b is not None and params.b_hn is None:
+      raise base.InputError(
+        "params have b but no b_hn: a gru(reset_after=False), which flax.nnx's GRUCell cannot express"
+      )
+    if params.b_hn is not None:
+      if isinstance(params.b_hn, jax.core.Tracer):
+        raise base.InputError("to_nnx needs concrete GRU params (b_hn is traced): it checks that b_hn is zero")
+      if np.any(np.asarray(params.b_hn) != 0):
+        raise base.InputError(
+          "params.b_hn is not zero; flax.nnx's GRUCell has no recurrent bias, so it cannot express the candidate's "
+          "bias inside the reset product (flax.linen's GRUCell can: jaxrnn.interop.to_flax)"
+        )
+    module = nnx.eval_shape(lambda: nnx.GRUCell(I, H, param_dtype=dtype, rngs=nnx.Rngs(0)))
+    values = {("dense_i", "kernel"): w_x, ("dense_i", "bias"): b_or_zeros(params.b, 3), ("dense_h", "kernel"): w_h}
+  else:
+    if params.norm is not None:
+      raise base.InputError(
+        "LSTM params have layer norms (norm): an lstm(layer_norm=True); flax.nnx's LSTMCell has none"
+      )
+    if params.w_proj is not None:
+      raise base.InputError(
+        "LSTM params have a projection (w_proj): an lstm(proj_size=...); flax.nnx's LSTMCell has none"
+      )
+    if G != 4:
+      raise base.InputError(f"LSTM params have {G} gates (w_h shape {tuple(w_h.shape)}); flax.nnx's LSTMCell needs 4")
+    if params.w_peep is not None:
+      raise base.InputError("LSTM params have peepholes (w_peep); flax.nnx's LSTMCell has none")
+    b = b_or_zeros(params.b, 4)
+    cls = nnx.OptimizedLSTMCell if optimized else nnx.LSTMCell
+    module = nnx.eval_shape(lambda: cls(I, H, param_dtype=dtype, rngs=nnx.Rngs(0)))
+    if optimized:
+      values = {("dense_i", "kernel"): w_x, ("dense_h", "kernel"): w_h, ("dense_h", "bias"): b}
+    else:
+      values = {}
+      pairs = zip(*_NNX_LINEARS["lstm"], strict=True)  # (ii, hi), (if_, hf), (ig, hg), (io, ho)
+      gates = zip(jnp.split(w_x, 4, axis=-1), jnp.split(w_h, 4, axis=-1), jnp.split(b, 4), strict=True)
+      for (nx, nh), (kx, kh, bh) in zip(pairs, gates, strict=True):
+        values[(nx, "kernel")], values[(nh, "kernel")], values[(nh, "bias")] = kx, kh, bh
+  for (linear, leaf), value in values.items():
+    getattr(getattr(module, linear), leaf).set_value(value)
+  unset = [
+    path for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(module)) if not isinstance(leaf, jax.Array)
+  ]
+  assert not unset, f"to_nnx left variables without values: {unset}"
+  return module
