@@ -183,6 +183,25 @@ def test_vmapped_init_decomposes_one_matrix_at_a_time(cell):
       np.testing.assert_array_equal(a[i], b)
 
 
+def test_orthogonal_loop_is_chosen_by_the_lowering_platform(monkeypatch):
+  """The loop is taken where the program runs on the CPU, whatever JAX's default backend (a program placed on
+  the CPU of a GPU machine), and only there: exported for the CPU and CUDA, the CUDA branch keeps its batched
+  decompositions."""
+  keys = jax.random.split(jax.random.key(2), 4)
+  init = jax.vmap(lambda k: jaxrnn.lstm(5).init(k, 3))
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  shapes = _lapack_operand_shapes(init, keys)
+  assert shapes and all(len(s) == 2 for s in shapes), shapes
+  monkeypatch.undo()
+  exported = jax.export.export(jax.jit(init), platforms=("cpu", "cuda"))(keys)
+  text = exported.mlir_module()
+  cuda = re.findall(r"custom_call @cusolver_\w+\(.*?:\s*\(tensor<([0-9x]+)x?f32>", text)
+  assert any(dims.count("x") == 2 for dims in cuda), cuda  # (4, 5, 5): one batched call on the GPU
+  got = exported.call(keys)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(jax.jit(init)(keys)), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_orthogonal_is_jax_orthogonal_bit_for_bit():
   keys = jax.random.split(jax.random.key(1), 4)
   for shape, kwargs in [((5, 5), {}), ((3, 7), {"scale": 2.0}), ((6, 2, 4), {"column_axis": 0})]:

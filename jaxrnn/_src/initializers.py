@@ -37,8 +37,8 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> 
   experiments run configs/modern_lstm_adding_t100.toml`` hung at its vmapped init in 2 of 8 runs. Here, under
   ``vmap`` on the CPU, each example's matrix is drawn in a loop (``jax.custom_batching.sequential_vmap``), so
   every decomposition is of a single matrix, which the kernels do without the pool: ``jaxrnn.lstm(32)``'s init
-  hung in none of 12. The matrices are those of ``jax.nn.initializers.orthogonal``, bit for bit. On other backends
-  it is ``vmap``-ed as usual.
+  hung in none of 12. The matrices are those of ``jax.nn.initializers.orthogonal``, bit for bit. On other platforms
+  it is ``vmap``-ed as usual (``jax.lax.platform_dependent``: the platform the program is lowered for decides).
 
   >>> w = orthogonal()(jax.random.key(0), (4, 4))
   >>> bool(jnp.allclose(w @ w.T, jnp.eye(4), atol=1e-5))
@@ -50,9 +50,10 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: Any = None) -> 
     def draw(k: jax.Array) -> jax.Array:
       return unit(k, shape, dtype)
 
-    if jax.default_backend() == "cpu":
-      draw = jax.custom_batching.sequential_vmap(draw)
-    q = draw(key)
+    # Chosen per platform when the program is lowered (not by JAX's default backend), so a program placed on
+    # the CPU of a machine with a GPU takes the loop too, and one exported for several platforms takes it on the
+    # CPU only.
+    q = jax.lax.platform_dependent(key, cpu=jax.custom_batching.sequential_vmap(draw), default=draw)
     # The scale outside the loop, so that it can be differentiated (a custom_vmap cannot be, in reverse mode);
     # jax multiplies the same way, so the bits agree.
     return jnp.array(scale, q.dtype) * q
