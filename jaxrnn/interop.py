@@ -1,10 +1,12 @@
-"""Conversion of PyTorch, flax.linen and flax.nnx parameters (see jaxrnn._src.interop)."""
+"""Conversion of PyTorch, flax.linen, flax.nnx and equinox parameters (see jaxrnn._src.interop)."""
 
+from jaxrnn._src.interop import from_equinox as from_equinox
 from jaxrnn._src.interop import from_flax as from_flax
 from jaxrnn._src.interop import from_flax_carry as from_flax_carry
 from jaxrnn._src.interop import from_nnx as from_nnx
 from jaxrnn._src.interop import from_torch as from_torch
 from jaxrnn._src.interop import from_torch_state as from_torch_state
+from jaxrnn._src.interop import to_equinox as to_equinox
 from jaxrnn._src.interop import to_flax as to_flax
 from jaxrnn._src.interop import to_flax_carry as to_flax_carry
 from jaxrnn._src.interop import to_nnx as to_nnx

@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from parity_helpers import assert_refuses_lstm_options, close, loss_from_outputs, random_like, tree_close, tree_equal
 
 import jaxrnn
 from jaxrnn import interop
 
 T, B, I, H = 5, 3, 4, 6
-TOL = dict(atol=1e-5, rtol=1e-5)
 LENGTHS = jnp.array([5, 2, 3])
 # LLVM's optimisation level changes how fast the compiled code runs, not what it computes; level 0 halves the
 # compile time of these small functions, which dominates this file's run time.
@@ -39,29 +39,9 @@ CELLS = {
 TO_FLAX_OPTIONS = {"simple_relu": dict(nonlinearity="relu"), "optimized_lstm": dict(optimized=True)}
 
 
-def _close(actual, expected, what: str) -> None:
-  np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), err_msg=what, **TOL)
-
-
-def _tree_close(actual, expected, what: str) -> None:
-  assert jax.tree.structure(actual) == jax.tree.structure(expected), what
-  for (path, a), e in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected), strict=True):
-    _close(a, e, what + jax.tree_util.keystr(path))
-
-
-def _random_like(seed: int, tree):
-  """Every leaf (arrays or shape structs) replaced by 0.5 * N(0, 1) float32.
-
-  Random biases too: flax initialises them to zero, which would hide a misplaced bias. numpy draws the values,
-  so setting up a test compiles nothing.
-  """
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda leaf: jnp.asarray(0.5 * rng.standard_normal(leaf.shape), jnp.float32), tree)
-
-
 def _params_of(cell):
   """Random params of a jaxrnn cell (or dense layer) with input size ``I``."""
-  return _random_like(0, jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)))
+  return random_like(0, jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)))
 
 
 def _setup(name: str, seed: int = 0):
@@ -69,22 +49,13 @@ def _setup(name: str, seed: int = 0):
   x0 = jax.ShapeDtypeStruct((B, I), jnp.float32)
   carry_shape = jax.eval_shape(lambda: module.initialize_carry(jax.random.key(0), x0.shape))
   var_shapes = jax.eval_shape(lambda c, x: module.init(jax.random.key(0), c, x), carry_shape, x0)
-  variables = _random_like(seed, var_shapes)
-  flax_carry0 = _random_like(seed + 1, carry_shape)
+  variables = random_like(seed, var_shapes)
+  flax_carry0 = random_like(seed + 1, carry_shape)
   rng = np.random.default_rng(seed + 2)
   xs, r_out, r_h, r_c = (
     jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in [(T, B, I), (T, B, H), (B, H), (B, H)]
   )
   return module, variables, flax_carry0, xs, (r_out, r_h, r_c)
-
-
-def _loss_from_outputs(carry, ys, r):
-  """A scalar that depends on every output and every carry leaf (carry in jaxrnn's layout)."""
-  r_out, r_h, r_c = r
-  total = jnp.sum(ys * r_out)
-  if isinstance(carry, jaxrnn.LSTMCarry):
-    return total + jnp.sum(carry.h * r_h) + jnp.sum(carry.c * r_c)
-  return total + jnp.sum(carry * r_h)
 
 
 def _flax_fn(module, lengths):
@@ -96,7 +67,7 @@ def _flax_fn(module, lengths):
     if lengths is not None:  # flax leaves the outputs at padded steps as they come; jaxrnn zeroes them
       valid = jnp.arange(T)[:, None] < lengths[None, :]
       ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
-    return _loss_from_outputs(carry, ys, r), (carry, ys)
+    return loss_from_outputs(carry, ys, r), (carry, ys)
 
   return _jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
 
@@ -104,7 +75,7 @@ def _flax_fn(module, lengths):
 def _jaxrnn_fn(cell, lengths):
   def loss(params, xs, carry, r):
     carry, ys = jaxrnn.unroll(cell, params, xs, carry, lengths=lengths)
-    return _loss_from_outputs(carry, ys, r), (carry, ys)
+    return loss_from_outputs(carry, ys, r), (carry, ys)
 
   return _jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
 
@@ -122,13 +93,13 @@ def test_outputs_carries_and_gradients_equal_flax(name, with_lengths):
   )
   (loss_j, (carry_j, ys_j)), (g_params_j, g_xs_j, g_carry_j) = _jaxrnn_fn(cell, lengths)(params, xs, carry0, r)
 
-  _close(ys_j, ys_f, "outputs")
-  _tree_close(carry_j, carry_f, "final carry")
-  _close(loss_j, loss_f, "loss")
-  _close(g_xs_j, g_xs_f, "grad wrt the input")
-  _tree_close(g_carry_j, interop.from_flax_carry(g_carry_f), "grad wrt the initial carry")
+  close(ys_j, ys_f, "outputs")
+  tree_close(carry_j, carry_f, "final carry")
+  close(loss_j, loss_f, "loss")
+  close(g_xs_j, g_xs_f, "grad wrt the input")
+  tree_close(g_carry_j, interop.from_flax_carry(g_carry_f), "grad wrt the initial carry")
   _, g_params_f = interop.from_flax(module, {"params": g_vars_f})
-  _tree_close(g_params_j, g_params_f, "grad wrt params")
+  tree_close(g_params_j, g_params_f, "grad wrt params")
 
 
 def test_step_equals_flax_cell_call():
@@ -138,8 +109,8 @@ def test_step_equals_flax_cell_call():
     cell, params = interop.from_flax(module, variables)
     flax_carry, y_f = module.apply(variables, flax_carry0, xs[0])
     carry, y = cell.apply(params, interop.from_flax_carry(flax_carry0), xs[0])
-    _close(y, y_f, f"{name} output")
-    _tree_close(carry, interop.from_flax_carry(flax_carry), f"{name} carry")
+    close(y, y_f, f"{name} output")
+    tree_close(carry, interop.from_flax_carry(flax_carry), f"{name} carry")
 
 
 def test_reverse_with_lengths_equals_flax():
@@ -154,8 +125,8 @@ def test_reverse_with_lengths_equals_flax():
 
   (carry_f, ys_f), (carry_j, ys_j) = both(variables["params"], params, xs, flax_carry0)
   valid = (jnp.arange(T)[:, None] < LENGTHS[None, :])[..., None]
-  _close(jnp.where(valid, ys_j, 0.0), jnp.where(valid, ys_f, 0.0), "outputs at valid steps")
-  _close(carry_j, carry_f, "final carry")
+  close(jnp.where(valid, ys_j, 0.0), jnp.where(valid, ys_f, 0.0), "outputs at valid steps")
+  close(carry_j, carry_f, "final carry")
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -167,12 +138,10 @@ def test_flax_round_trip(name):
   assert module2.features == H
   assert getattr(module2, "reset_gate", None) == getattr(module, "reset_gate", None)
   assert module2.activation_fn is module.activation_fn
-  assert jax.tree.structure(variables2) == jax.tree.structure(jax.tree.map(jnp.asarray, dict(variables)))
-  for (path, a), e in zip(jax.tree_util.tree_leaves_with_path(variables2), jax.tree.leaves(variables), strict=True):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(e), err_msg=jax.tree_util.keystr(path))
+  tree_equal(variables2, jax.tree.map(jnp.asarray, dict(variables)))
   # The params mapping alone (without the "params" collection) is accepted too.
   _, params_again = interop.from_flax(module2, variables2["params"])
-  _tree_close(params_again, params, "from_flax(to_flax(params))")
+  tree_close(params_again, params, "from_flax(to_flax(params))")
 
 
 @pytest.mark.parametrize(
@@ -191,15 +160,15 @@ def test_flax_round_trip(name):
 def test_jaxrnn_params_to_flax_compute_the_same(cell):
   params = _params_of(cell)
   module, variables = interop.to_flax(params)
-  x = _random_like(5, jnp.zeros((B, I)))
-  carry0 = _random_like(6, cell.initial_carry((B,)))
+  x = random_like(5, jnp.zeros((B, I)))
+  carry0 = random_like(6, cell.initial_carry((B,)))
   flax_carry, y_f = module.apply(variables, interop.to_flax_carry(carry0), x)
   carry, y = cell.apply(params, carry0, x)
-  _close(y, y_f, "output")
-  _tree_close(carry, interop.from_flax_carry(flax_carry), "carry")
+  close(y, y_f, "output")
+  tree_close(carry, interop.from_flax_carry(flax_carry), "carry")
   if params.b is not None:
     _, back = interop.from_flax(module, variables)
-    _tree_close(back, params, "from_flax(to_flax(params))")
+    tree_close(back, params, "from_flax(to_flax(params))")
 
 
 def test_carry_helpers():
@@ -230,14 +199,7 @@ def test_errors_name_what_was_received():
     interop.from_flax(module, [1, 2])
   with pytest.raises(TypeError, match="got DenseParams"):
     interop.to_flax(_params_of(jaxrnn.dense(3)))
-  with pytest.raises(ValueError, match="peepholes"):
-    interop.to_flax(_params_of(jaxrnn.lstm(H, peepholes=True)))
-  with pytest.raises(ValueError, match=r"layer norms \(norm\): an lstm\(layer_norm=True\)"):
-    interop.to_flax(_params_of(jaxrnn.lstm(H, layer_norm=True)))
-  with pytest.raises(ValueError, match=r"a projection \(w_proj\): an lstm\(proj_size=\.\.\.\)"):
-    interop.to_flax(_params_of(jaxrnn.lstm(H, proj_size=2)))
-  with pytest.raises(ValueError, match="3 gates"):
-    interop.to_flax(_params_of(jaxrnn.lstm(H, forget_gate=False)))
+  assert_refuses_lstm_options(interop.to_flax, _params_of, H)
   with pytest.raises(ValueError, match="reset_after=False"):
     interop.to_flax(_params_of(jaxrnn.gru(H, reset_after=False)))
   with pytest.raises(ValueError, match="nonlinearity must be one of"):

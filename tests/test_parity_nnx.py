@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from parity_helpers import assert_refuses_lstm_options, close, loss_from_outputs, random_like, tree_close, tree_equal
 
 import jaxrnn
 from jaxrnn import interop
 
 T, B, I, H = 5, 3, 4, 6
-TOL = dict(atol=1e-5, rtol=1e-5)
 LENGTHS = jnp.array([5, 2, 3])
 
 CELLS = {
@@ -34,46 +34,21 @@ CELLS = {
 TO_NNX_OPTIONS = {"simple_relu": dict(nonlinearity="relu"), "optimized_lstm": dict(optimized=True)}
 
 
-def _close(actual, expected, what: str) -> None:
-  np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), err_msg=what, **TOL)
-
-
-def _tree_close(actual, expected, what: str) -> None:
-  assert jax.tree.structure(actual) == jax.tree.structure(expected), what
-  for (path, a), e in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected), strict=True):
-    _close(a, e, what + jax.tree_util.keystr(path))
-
-
-def _random_like(seed: int, tree):
-  """Every leaf replaced by 0.5 * N(0, 1) float32 (random biases too: nnx starts them at zero)."""
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda leaf: jnp.asarray(0.5 * rng.standard_normal(leaf.shape), jnp.float32), tree)
-
-
 def _module(name: str, seed: int = 0):
   """The nnx cell ``name`` with random values in every parameter."""
   module = CELLS[name]()
-  nnx.update(module, _random_like(seed, nnx.state(module, nnx.Param)))
+  nnx.update(module, random_like(seed, nnx.state(module, nnx.Param)))
   return module
 
 
 def _data(name: str, seed: int = 0):
   module = _module(name, seed)
-  carry0 = _random_like(seed + 1, module.initialize_carry((B, I), rngs=nnx.Rngs(0)))
+  carry0 = random_like(seed + 1, module.initialize_carry((B, I), rngs=nnx.Rngs(0)))
   rng = np.random.default_rng(seed + 2)
   xs, r_out, r_h, r_c = (
     jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in [(T, B, I), (T, B, H), (B, H), (B, H)]
   )
   return module, carry0, xs, (r_out, r_h, r_c)
-
-
-def _loss_from_outputs(carry, ys, r):
-  """A scalar that depends on every output and every carry leaf (carry in jaxrnn's layout)."""
-  r_out, r_h, r_c = r
-  total = jnp.sum(ys * r_out)
-  if isinstance(carry, jaxrnn.LSTMCarry):
-    return total + jnp.sum(carry.h * r_h) + jnp.sum(carry.c * r_c)
-  return total + jnp.sum(carry * r_h)
 
 
 @nnx.jit(static_argnames="with_lengths")
@@ -87,7 +62,7 @@ def _nnx_loss_and_grads(module, xs, carry0, r, with_lengths):
     if lengths is not None:  # nnx leaves the outputs at padded steps as they come; jaxrnn zeroes them
       valid = jnp.arange(T)[:, None] < lengths[None, :]
       ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
-    return _loss_from_outputs(carry, ys, r), (carry, ys)
+    return loss_from_outputs(carry, ys, r), (carry, ys)
 
   return nnx.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(module, xs, carry0)
 
@@ -99,7 +74,7 @@ def _jaxrnn_loss_and_grads(module, xs, carry0, r, with_lengths):
   def loss(module, xs, carry0):
     cell, params = interop.from_nnx(module)  # inside the differentiated function: gradients reach the nnx params
     carry, ys = jaxrnn.unroll(cell, params, xs, interop.from_flax_carry(carry0), lengths=lengths)
-    return _loss_from_outputs(carry, ys, r), (carry, ys)
+    return loss_from_outputs(carry, ys, r), (carry, ys)
 
   return nnx.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(module, xs, carry0)
 
@@ -111,13 +86,13 @@ def test_outputs_carries_and_gradients_equal_nnx(name, with_lengths):
   (loss_n, (carry_n, ys_n)), (g_mod_n, g_xs_n, g_carry_n) = _nnx_loss_and_grads(module, xs, carry0, r, with_lengths)
   (loss_j, (carry_j, ys_j)), (g_mod_j, g_xs_j, g_carry_j) = _jaxrnn_loss_and_grads(module, xs, carry0, r, with_lengths)
 
-  _close(ys_j, ys_n, "outputs")
-  _tree_close(carry_j, carry_n, "final carry")
-  _close(loss_j, loss_n, "loss")
-  _close(g_xs_j, g_xs_n, "grad wrt the input")
-  _tree_close(g_carry_j, g_carry_n, "grad wrt the initial carry")
+  close(ys_j, ys_n, "outputs")
+  tree_close(carry_j, carry_n, "final carry")
+  close(loss_j, loss_n, "loss")
+  close(g_xs_j, g_xs_n, "grad wrt the input")
+  tree_close(g_carry_j, g_carry_n, "grad wrt the initial carry")
   g_n, g_j = nnx.to_pure_dict(g_mod_n), nnx.to_pure_dict(g_mod_j)
-  _tree_close(g_j, g_n, "grad wrt the nnx params")
+  tree_close(g_j, g_n, "grad wrt the nnx params")
   assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(g_n)), "every parameter must get a gradient"
 
 
@@ -128,8 +103,8 @@ def test_step_equals_nnx_cell_call():
     cell, params = interop.from_nnx(module)
     nnx_carry, y_n = module(carry0, xs[0])
     carry, y = cell.apply(params, interop.from_flax_carry(carry0), xs[0])
-    _close(y, y_n, f"{name} output")
-    _tree_close(carry, interop.from_flax_carry(nnx_carry), f"{name} carry")
+    close(y, y_n, f"{name} output")
+    tree_close(carry, interop.from_flax_carry(nnx_carry), f"{name} carry")
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -141,14 +116,12 @@ def test_nnx_round_trip(name):
   assert (module2.in_features, module2.hidden_features) == (I, H)
   assert module2.activation_fn is module.activation_fn
   expected, actual = nnx.to_pure_dict(nnx.state(module)), nnx.to_pure_dict(nnx.state(module2))
-  assert jax.tree.structure(actual) == jax.tree.structure(expected)
-  for (path, a), e in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected), strict=True):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(e), err_msg=jax.tree_util.keystr(path))
+  tree_equal(actual, expected)
 
 
 def _params_of(cell, seed: int = 0):
   """Random params of a jaxrnn cell with input size ``I``."""
-  return _random_like(seed, jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)))
+  return random_like(seed, jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)))
 
 
 @pytest.mark.parametrize(
@@ -169,15 +142,15 @@ def test_jaxrnn_params_to_nnx_compute_the_same(cell, options):
   if isinstance(params, jaxrnn.GRUParams) and params.b_hn is not None:
     params = params._replace(b_hn=jnp.zeros_like(params.b_hn))  # nnx's GRU has no recurrent bias
   module = interop.to_nnx(params, **options)
-  x = _random_like(5, jnp.zeros((B, I)))
-  carry0 = _random_like(6, cell.initial_carry((B,)))
+  x = random_like(5, jnp.zeros((B, I)))
+  carry0 = random_like(6, cell.initial_carry((B,)))
   nnx_carry, y_n = module(interop.to_flax_carry(carry0), x)
   carry, y = cell.apply(params, carry0, x)
-  _close(y, y_n, "output")
-  _tree_close(carry, interop.from_flax_carry(nnx_carry), "carry")
+  close(y, y_n, "output")
+  tree_close(carry, interop.from_flax_carry(nnx_carry), "carry")
   if params.b is not None:
     _, back = interop.from_nnx(module)
-    _tree_close(back, params, "from_nnx(to_nnx(params))")
+    tree_close(back, params, "from_nnx(to_nnx(params))")
 
 
 def test_errors_name_what_was_received():
@@ -215,13 +188,29 @@ def test_errors_name_what_was_received():
     interop.to_nnx(_params_of(jaxrnn.mgu(H)))
   with pytest.raises(TypeError, match="got DenseParams"):
     interop.to_nnx(_params_of(jaxrnn.dense(3)))
-  with pytest.raises(ValueError, match="peepholes"):
-    interop.to_nnx(_params_of(jaxrnn.lstm(H, peepholes=True)))
-  with pytest.raises(ValueError, match=r"layer norms \(norm\)"):
-    interop.to_nnx(_params_of(jaxrnn.lstm(H, layer_norm=True)))
-  with pytest.raises(ValueError, match=r"a projection \(w_proj\)"):
-    interop.to_nnx(_params_of(jaxrnn.lstm(H, proj_size=2)))
-  with pytest.raises(ValueError, match="3 gates"):
-    interop.to_nnx(_params_of(jaxrnn.lstm(H, forget_gate=False)))
+  assert_refuses_lstm_options(interop.to_nnx, _params_of, H)
   with pytest.raises(ValueError, match="nonlinearity must be one of"):
     interop.to_nnx(_params_of(jaxrnn.elman(H)), nonlinearity="sigmoid")
+
+
+def test_jaxrnn_params_held_as_nnx_params():
+  """A cell nnx lacks keeps its params in an nnx module as ``nnx.Param`` leaves (README): ``nnx.grad`` through
+  ``nnx.as_pure`` gives jax.grad's gradients of the plain params."""
+  cell = jaxrnn.lstm1997(2, 2)
+  params = random_like(7, jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)))
+  xs = random_like(8, jnp.zeros((T, B, I)))
+
+  class Model(nnx.Module):
+    def __init__(self, params):
+      self.params = nnx.data(jax.tree.map(nnx.Param, params))
+
+    def __call__(self, xs):
+      return jaxrnn.unroll(cell, nnx.as_pure(self.params), xs)[1]
+
+  def loss(params):
+    return jnp.sum(jnp.sin(jaxrnn.unroll(cell, params, xs)[1]))
+
+  model = Model(params)
+  grads = nnx.grad(lambda m: jnp.sum(jnp.sin(m(xs))))(model)
+  expected = jax.grad(loss)(params)
+  tree_close(nnx.as_pure(nnx.to_pure_dict(grads)["params"]), expected._asdict(), "nnx gradients")

@@ -583,6 +583,29 @@ def from_torch_state(state: Any, *, num_layers: int = 1, bidirectional: bool = F
   return tuple((at(2 * k), at(2 * k + 1)) if bidirectional else at(k) for k in range(num_layers))
 
 
+def _check_reset_after_gru(params: cells_lib.GRUParams, peer: str) -> None:
+  """Raises for the params of a ``gru(reset_after=False)`` (``b`` without ``b_hn``), which ``peer``'s GRU cannot
+  express."""
+  if params.b is not None and params.b_hn is None:
+    raise base.InputError(f"params have b but no b_hn: a gru(reset_after=False), which {peer}'s GRUCell cannot express")
+
+
+def _check_plain_lstm(params: cells_lib.LSTMParams, peer: str) -> None:
+  """Raises unless LSTM params are those of a plain ``lstm(H)``, the only LSTM ``peer``'s ``LSTMCell`` computes."""
+  H = int(params.w_h.shape[0])
+  G = int(params.w_h.shape[1]) // H
+  if params.norm is not None:
+    raise base.InputError(f"LSTM params have layer norms (norm): an lstm(layer_norm=True); {peer}'s LSTMCell has none")
+  if params.w_proj is not None:
+    raise base.InputError(f"LSTM params have a projection (w_proj): an lstm(proj_size=...); {peer}'s LSTMCell has none")
+  if G != 4:
+    raise base.InputError(
+      f"LSTM params have {G} gates (w_h shape {tuple(params.w_h.shape)}); {peer}'s LSTMCell needs 4"
+    )
+  if params.w_peep is not None:
+    raise base.InputError(f"LSTM params have peepholes (w_peep); {peer}'s LSTMCell has none")
+
+
 # ----------------------------------------------------------------------------
 # flax.linen
 
@@ -606,6 +629,23 @@ def _check_fn(module: Any, attr: str, allowed: Sequence[Any], names: str) -> Non
     )
 
 
+def _check_flax_options(module: Any, kind: str) -> None:
+  """Raises for the options of a flax cell (linen or nnx, which share them) that jaxrnn's cells do not have."""
+  if kind == "elman":
+    _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
+    if module.residual:
+      raise base.InputError("SimpleCell.residual is True; jaxrnn's elman has no residual connection")
+  else:
+    _check_fn(module, "gate_fn", (jax.nn.sigmoid,), "sigmoid")
+    _check_fn(module, "activation_fn", (jnp.tanh,), "tanh")
+  if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
+    raise base.InputError(
+      f"{type(module).__name__}.dtype is {jnp.dtype(module.dtype)} but param_dtype is "
+      f"{jnp.dtype(module.param_dtype)}; jaxrnn computes in the params' dtype, so only dtype=None "
+      "(or equal to param_dtype) is supported"
+    )
+
+
 def _flax_kind(module: Any) -> str:
   import flax.linen as nn
 
@@ -626,19 +666,7 @@ def _flax_kind(module: Any) -> str:
     elif isinstance(module, nnx.Module):
       hint = " (a flax.nnx module: use jaxrnn.interop.from_nnx)"
     raise base.InputTypeError(f"module must be a {_FLAX_CELLS}{hint}, got {_type_name(module)}")
-  if kind == "elman":
-    _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
-    if module.residual:
-      raise base.InputError("SimpleCell.residual is True; jaxrnn's elman has no residual connection")
-  else:
-    _check_fn(module, "gate_fn", (jax.nn.sigmoid,), "sigmoid")
-    _check_fn(module, "activation_fn", (jnp.tanh,), "tanh")
-  if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
-    raise base.InputError(
-      f"{type(module).__name__}.dtype is {jnp.dtype(module.dtype)} but param_dtype is "
-      f"{jnp.dtype(module.param_dtype)}; jaxrnn computes in the params' dtype, so only dtype=None "
-      "(or equal to param_dtype) is supported"
-    )
+  _check_flax_options(module, kind)
   return kind
 
 
@@ -779,7 +807,6 @@ def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool 
   w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
   H = int(w_h.shape[0])
   dtype = w_x.dtype
-  G = int(w_h.shape[1]) // H
 
   def split(a: Array, n: int) -> list[Array]:
     return jnp.split(a, n, axis=-1)
@@ -794,8 +821,7 @@ def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool 
     out = {"i": {"kernel": w_x, "bias": b_or_zeros(params.b, 1)}, "h": {"kernel": w_h}}
     return module, {"params": out}
   if isinstance(params, cells_lib.GRUParams):
-    if params.b is not None and params.b_hn is None:
-      raise base.InputError("params have b but no b_hn: a gru(reset_after=False), which flax's GRUCell cannot express")
+    _check_reset_after_gru(params, "flax")
     b, b_hn = b_or_zeros(params.b, 3), b_or_zeros(params.b_hn, 1)
     out = {}
     for n, kx, kh, bx in zip("rzn", split(w_x, 3), split(w_h, 3), split(b, 3), strict=True):
@@ -815,14 +841,7 @@ def to_flax(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool 
     if reset_gate:
       out["hn"]["bias"] = jnp.asarray(params.b_hn)
     return nn.MGUCell(H, reset_gate=reset_gate, param_dtype=dtype), {"params": out}
-  if params.norm is not None:
-    raise base.InputError("LSTM params have layer norms (norm): an lstm(layer_norm=True); flax's LSTMCell has none")
-  if params.w_proj is not None:
-    raise base.InputError("LSTM params have a projection (w_proj): an lstm(proj_size=...); flax's LSTMCell has none")
-  if G != 4:
-    raise base.InputError(f"LSTM params have {G} gates (w_h shape {tuple(w_h.shape)}); flax's LSTMCell needs 4")
-  if params.w_peep is not None:
-    raise base.InputError("LSTM params have peepholes (w_peep); flax's LSTMCell has none")
+  _check_plain_lstm(params, "flax")
   b = b_or_zeros(params.b, 4)
   out = {}
   for n, kx, kh, bh in zip("ifgo", split(w_x, 4), split(w_h, 4), split(b, 4), strict=True):
@@ -887,19 +906,7 @@ def _nnx_kind(module: Any) -> str:
     elif isinstance(module, nn.Module):
       hint = " (a flax.linen module: use jaxrnn.interop.from_flax)"
     raise base.InputTypeError(f"module must be a {_NNX_CELLS}{hint}, got {_type_name(module)}")
-  if kind == "elman":
-    _check_fn(module, "activation_fn", (jnp.tanh, jax.nn.relu), "tanh or relu")
-    if module.residual:
-      raise base.InputError("SimpleCell.residual is True; jaxrnn's elman has no residual connection")
-  else:
-    _check_fn(module, "gate_fn", (jax.nn.sigmoid,), "sigmoid")
-    _check_fn(module, "activation_fn", (jnp.tanh,), "tanh")
-  if module.dtype is not None and jnp.dtype(module.dtype) != jnp.dtype(module.param_dtype):
-    raise base.InputError(
-      f"{type(module).__name__}.dtype is {jnp.dtype(module.dtype)} but param_dtype is "
-      f"{jnp.dtype(module.param_dtype)}; jaxrnn computes in the params' dtype, so only dtype=None "
-      "(or equal to param_dtype) is supported"
-    )
+  _check_flax_options(module, kind)
   return kind
 
 
@@ -1034,7 +1041,6 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
   w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
   I, H = int(w_x.shape[0]), int(w_h.shape[0])
   dtype = w_x.dtype
-  G = int(w_h.shape[1]) // H
 
   def b_or_zeros(b: Array | None, n: int) -> Array:
     return jnp.zeros((n * H,), dtype) if b is None else jnp.asarray(b)
@@ -1045,10 +1051,7 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
     module: Any = nnx.eval_shape(lambda: nnx.SimpleCell(I, H, activation_fn=act, param_dtype=dtype, rngs=nnx.Rngs(0)))
     values = {("dense_i", "kernel"): w_x, ("dense_i", "bias"): b_or_zeros(params.b, 1), ("dense_h", "kernel"): w_h}
   elif isinstance(params, cells_lib.GRUParams):
-    if params.b is not None and params.b_hn is None:
-      raise base.InputError(
-        "params have b but no b_hn: a gru(reset_after=False), which flax.nnx's GRUCell cannot express"
-      )
+    _check_reset_after_gru(params, "flax.nnx")
     if params.b_hn is not None:
       if isinstance(params.b_hn, jax.core.Tracer):
         raise base.InputError("to_nnx needs concrete GRU params (b_hn is traced): it checks that b_hn is zero")
@@ -1060,18 +1063,7 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
     module = nnx.eval_shape(lambda: nnx.GRUCell(I, H, param_dtype=dtype, rngs=nnx.Rngs(0)))
     values = {("dense_i", "kernel"): w_x, ("dense_i", "bias"): b_or_zeros(params.b, 3), ("dense_h", "kernel"): w_h}
   else:
-    if params.norm is not None:
-      raise base.InputError(
-        "LSTM params have layer norms (norm): an lstm(layer_norm=True); flax.nnx's LSTMCell has none"
-      )
-    if params.w_proj is not None:
-      raise base.InputError(
-        "LSTM params have a projection (w_proj): an lstm(proj_size=...); flax.nnx's LSTMCell has none"
-      )
-    if G != 4:
-      raise base.InputError(f"LSTM params have {G} gates (w_h shape {tuple(w_h.shape)}); flax.nnx's LSTMCell needs 4")
-    if params.w_peep is not None:
-      raise base.InputError("LSTM params have peepholes (w_peep); flax.nnx's LSTMCell has none")
+    _check_plain_lstm(params, "flax.nnx")
     b = b_or_zeros(params.b, 4)
     cls = nnx.OptimizedLSTMCell if optimized else nnx.LSTMCell
     module = nnx.eval_shape(lambda: cls(I, H, param_dtype=dtype, rngs=nnx.Rngs(0)))
@@ -1090,3 +1082,145 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
   ]
   assert not unset, f"to_nnx left variables without values: {unset}"
   return module
+
+
+# ----------------------------------------------------------------------------
+# equinox
+
+_EQX_CELLS = "equinox.nn.GRUCell or equinox.nn.LSTMCell"
+
+
+def _import_equinox() -> Any:
+  try:
+    import equinox as eqx
+  except ImportError as e:  # pragma: no cover - equinox is installed in CI
+    raise ImportError("jaxrnn.interop's equinox converters need equinox: pip install 'jaxrnn[equinox]'") from e
+  return eqx
+
+
+def from_equinox(module: Any) -> tuple[base.Cell, base.Params]:
+  r"""A jaxrnn cell, and its params, that compute what an equinox recurrent cell computes.
+
+  equinox keeps PyTorch's layout: ``weight_ih: (G*H, in)`` and
+  ``weight_hh: (G*H, H)`` in the gate order jaxrnn shares (LSTM ``i, f, g,
+  o``; GRU ``r, z, n``), one bias on the input side, and the GRU's
+  ``bias_n`` inside the reset product.
+
+  * ``GRUCell`` -> ``gru(H, reset_after=True)``: ``w_x = weight_ih.T``,
+    ``w_h = weight_hh.T``, ``b = bias``, ``b_hn = bias_n``.
+  * ``LSTMCell`` -> ``lstm(H)``: ``w_x = weight_ih.T``, ``w_h = weight_hh.T``,
+    ``b = bias``. Its carry ``(h, c)`` is in :class:`jaxrnn.LSTMCarry`'s order.
+
+  ``use_bias=False`` gives a cell with ``bias=False``. The conversion only
+  transposes, so it is traceable and differentiable: called inside an
+  ``eqx.filter_grad`` function it lets a model keep its parameters in an
+  equinox cell and run them with :func:`jaxrnn.unroll` (equinox cells take
+  one unbatched step; jaxrnn's take any batch shape), the gradients reaching
+  the equinox params.
+
+  Args:
+    module: an ``equinox.nn.GRUCell`` or ``equinox.nn.LSTMCell``.
+
+  Returns:
+    ``(cell, params)`` with a :class:`jaxrnn.Cell` and its params.
+
+  Raises:
+    TypeError: ``module`` is not one of the cells above.
+    ValueError: a parameter of an unexpected shape or dtype.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, equinox as eqx, jaxrnn
+    >>> module = eqx.nn.GRUCell(3, 4, key=jax.random.key(0))
+    >>> cell, params = jaxrnn.interop.from_equinox(module)
+    >>> params.w_x.shape, params.b_hn.shape
+    ((3, 12), (4,))
+    >>> x, h = jnp.ones(3), jnp.zeros(4)
+    >>> _, y = cell.apply(params, h, x)
+    >>> bool(jnp.allclose(module(x, h), y, atol=1e-6))
+    True
+  """
+  eqx = _import_equinox()
+  kinds = {eqx.nn.GRUCell: "gru", eqx.nn.LSTMCell: "lstm"}
+  kind = next((k for cls, k in kinds.items() if isinstance(module, cls)), None)
+  if kind is None:
+    raise base.InputTypeError(f"module must be an {_EQX_CELLS}, got {_type_name(module)}")
+  H, I, G = int(module.hidden_size), int(module.input_size), _NUM_GATES[kind]
+  cls = type(module).__name__
+  dtypes: list[Any] = []  # the first parameter's dtype; every other must match it
+
+  def read(name: str, shape: tuple[int, ...]) -> Array:
+    a = jnp.asarray(getattr(module, name))
+    if tuple(a.shape) != shape:
+      raise base.InputError(f"{cls}.{name} has shape {tuple(a.shape)}, expected {shape}")
+    dtypes.append(a.dtype)
+    if a.dtype != dtypes[0]:
+      raise base.InputTypeError(f"{cls}.{name} has dtype {a.dtype}, expected {dtypes[0]} like weight_ih")
+    return a
+
+  w_x = read("weight_ih", (G * H, I)).T
+  w_h = read("weight_hh", (G * H, H)).T
+  bias = bool(module.use_bias)
+  b = read("bias", (G * H,)) if bias else None
+  dtype = dtypes[0]
+  if kind == "gru":
+    b_hn = read("bias_n", (H,)) if bias else None
+    return cells_lib.gru(H, reset_after=True, bias=bias, param_dtype=dtype), cells_lib.GRUParams(w_x, w_h, b, b_hn)
+  return cells_lib.lstm(H, bias=bias, param_dtype=dtype), cells_lib.LSTMParams(w_x, w_h, b, None)
+
+
+def to_equinox(params: base.Params) -> Any:
+  r"""The equinox cell that computes what jaxrnn ``params`` compute (inverse of :func:`from_equinox`).
+
+  :class:`jaxrnn.GRUParams` (of ``gru(reset_after=True)``) give
+  ``equinox.nn.GRUCell``, :class:`jaxrnn.LSTMParams` ``equinox.nn.LSTMCell``;
+  params without biases (``bias=False``) give ``use_bias=False``. The module
+  is built without running its initialisers (``eqx.filter_eval_shape``) and
+  given the params' arrays with ``eqx.tree_at``; this only transposes, so it
+  is traceable. equinox has no Elman or MGU cell.
+
+  Args:
+    params: the params of a jaxrnn gru or lstm cell.
+
+  Returns:
+    The equinox module.
+
+  Raises:
+    TypeError: params of another cell.
+    ValueError: what equinox cannot express: a GRU with ``reset_after=False``
+      (detected when ``b`` is set but ``b_hn`` is not), an LSTM without
+      forget gate or with peepholes, layer norm or a projection.
+
+  Example:
+    >>> import jax, jaxrnn
+    >>> params = jaxrnn.lstm(4).init(jax.random.key(0), 3)
+    >>> module = jaxrnn.interop.to_equinox(params)
+    >>> type(module).__name__, module.weight_hh.shape
+    ('LSTMCell', (16, 4))
+  """
+  eqx = _import_equinox()
+  if not isinstance(params, (cells_lib.GRUParams, cells_lib.LSTMParams)):
+    hint = (
+      " (equinox has no Elman or MGU cell)" if isinstance(params, (cells_lib.ElmanParams, cells_lib.MGUParams)) else ""
+    )
+    raise base.InputTypeError(f"params must be jaxrnn.GRUParams or LSTMParams{hint}, got {type(params).__name__}")
+  w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
+  I, H = int(w_x.shape[0]), int(w_h.shape[0])
+  use_bias = params.b is not None
+  if isinstance(params, cells_lib.GRUParams):
+    _check_reset_after_gru(params, "equinox")
+    if params.b is None and params.b_hn is not None:
+      raise base.InputError("params have b_hn but no b; equinox's GRUCell has both biases or neither")
+    cls = eqx.nn.GRUCell
+    names, values = ["weight_ih", "weight_hh"], [w_x.T, w_h.T]
+    if use_bias:
+      names += ["bias", "bias_n"]
+      values += [jnp.asarray(params.b), jnp.asarray(params.b_hn)]
+  else:
+    _check_plain_lstm(params, "equinox")
+    cls = eqx.nn.LSTMCell
+    names, values = ["weight_ih", "weight_hh"], [w_x.T, w_h.T]
+    if use_bias:
+      names.append("bias")
+      values.append(jnp.asarray(params.b))
+  shapes = eqx.filter_eval_shape(lambda: cls(I, H, use_bias=use_bias, dtype=w_x.dtype, key=jax.random.key(0)))
+  return eqx.tree_at(lambda m: [getattr(m, n) for n in names], shapes, values)
