@@ -1224,3 +1224,205 @@ def to_equinox(params: base.Params) -> Any:
       values.append(jnp.asarray(params.b))
   shapes = eqx.filter_eval_shape(lambda: cls(I, H, use_bias=use_bias, dtype=w_x.dtype, key=jax.random.key(0)))
   return eqx.tree_at(lambda m: [getattr(m, n) for n in names], shapes, values)
+
+
+# ----------------------------------------------------------------------------
+# Haiku
+
+_HAIKU_CORES = "haiku.VanillaRNN, haiku.GRU or haiku.LSTM"
+# Haiku's gate orders: LSTM i, g, f, o (jaxrnn i, f, g, o); GRU z, r, a (jaxrnn r, z, n).
+
+
+def _swap_haiku_lstm_gates(a: Array) -> Array:
+  """Haiku's LSTM gates ``i, g, f, o`` along the last axis as jaxrnn's ``i, f, g, o``, and back (the swap of the
+  middle two is its own inverse)."""
+  i, g, f, o = jnp.split(a, 4, axis=-1)
+  return jnp.concatenate([i, f, g, o], axis=-1)
+
+
+def _haiku_entry(params: Mapping[str, Any], key: str, leaves: Sequence[str]) -> dict[str, Array] | None:
+  """``params[key]``'s leaves as arrays, or None without ``key``; raises if a leaf is missing."""
+  if key not in params:
+    return None
+  entry = params[key]
+  missing = [leaf for leaf in leaves if not isinstance(entry, Mapping) or leaf not in entry]
+  if missing:
+    have = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
+    raise base.InputError(f"haiku params[{key!r}] has no {missing}; it holds {have}")
+  return {leaf: jnp.asarray(entry[leaf]) for leaf in entry}
+
+
+def from_haiku(params: Any, name: str) -> tuple[base.Cell, base.Params]:
+  r"""A jaxrnn cell, and its params, that compute what a Haiku recurrent core computes.
+
+  Haiku's params are one flat mapping for the whole transformed function, keyed
+  by module path; ``name`` is the core's path (``"lstm"``, ``"gru"``,
+  ``"vanilla_rnn"`` by default, ``"encoder/lstm"`` inside a module
+  ``encoder``). The core's kind is read from the keys under it:
+
+  * ``haiku.LSTM`` (``{name}/linear``: ``w: (in + H, 4H)``, ``b``) ->
+    ``lstm(H)``: ``w_x, w_h = w[:in], w[in:]`` with the gates reordered from
+    Haiku's ``i, g, f, o`` to ``i, f, g, o``, and ``b`` likewise, plus the 1
+    Haiku adds to the forget gate inside its step.
+  * ``haiku.GRU`` (``{name}``: ``w_i, w_h, b``) -> ``gru(H,
+    reset_after=False)`` (Haiku resets before the recurrent product, as Cho et
+    al. 2014): gates reordered from ``z, r, a`` to ``r, z, n``, and the update
+    gate negated, since Haiku's ``h' = (1 - z) h + z a`` is jaxrnn's with
+    ``z' = 1 - z = sigmoid(-(...))``.
+  * ``haiku.VanillaRNN`` (``{name}/linear`` and ``{name}/linear_1``) ->
+    ``elman(H, nonlinearity="relu")`` (Haiku's is relu): ``w_x = linear.w``,
+    ``w_h = linear_1.w``, ``b`` the sum of the two biases (``double_bias``)
+    or ``linear.b``.
+
+  The conversion slices, concatenates and negates, so it is traceable and
+  differentiable: applied inside a function differentiated with respect to the
+  Haiku params, the gradients come back in Haiku's layout. Haiku's LSTM state
+  ``LSTMState(hidden, cell)`` is :class:`jaxrnn.LSTMCarry` ``(h, c)``.
+
+  Args:
+    params: the Haiku params (``transformed.init(...)``'s result).
+    name: the module path of the recurrent core in ``params``.
+
+  Returns:
+    ``(cell, params)`` with a :class:`jaxrnn.Cell` and its params.
+
+  Raises:
+    TypeError: ``params`` is not a mapping.
+    ValueError: no core under ``name``, or parameters of unexpected shapes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, haiku as hk, jaxrnn
+    >>> def forward(xs):
+    ...   core = hk.LSTM(4)
+    ...   return hk.dynamic_unroll(core, xs, core.initial_state(2))[0]   # (T, batch, H) outputs
+    >>> model = hk.without_apply_rng(hk.transform(forward))
+    >>> xs = jnp.ones((5, 2, 3))
+    >>> hk_params = model.init(jax.random.key(0), xs)
+    >>> cell, params = jaxrnn.interop.from_haiku(hk_params, "lstm")
+    >>> _, ys = jaxrnn.unroll(cell, params, xs)
+    >>> bool(jnp.allclose(ys, model.apply(hk_params, xs), atol=1e-6))
+    True
+  """
+  if not isinstance(params, Mapping):
+    raise base.InputTypeError(f"params must be Haiku's params mapping, got {type(params).__name__}")
+  gru_entry = _haiku_entry(params, name, ("w_i", "w_h", "b"))
+  linear = _haiku_entry(params, f"{name}/linear", ("w", "b"))
+  linear_1 = _haiku_entry(params, f"{name}/linear_1", ("w",))
+  if gru_entry is not None:
+    w_i, w_h, b = gru_entry["w_i"], gru_entry["w_h"], gru_entry["b"]
+    H = int(w_h.shape[0])
+    for what, a, shape in [("w_i", w_i, (int(w_i.shape[0]), 3 * H)), ("w_h", w_h, (H, 3 * H)), ("b", b, (3 * H,))]:
+      if tuple(a.shape) != shape:
+        raise base.InputError(f"haiku params[{name!r}][{what!r}] has shape {tuple(a.shape)}, expected {shape}")
+
+    def r_z_n(a: Array) -> Array:  # Haiku's z, r, a -> jaxrnn's r, z, n, with z negated
+      z, r, n = jnp.split(a, 3, axis=-1)
+      return jnp.concatenate([r, -z, n], axis=-1)
+
+    cell = cells_lib.gru(H, reset_after=False, param_dtype=w_h.dtype)
+    return cell, cells_lib.GRUParams(r_z_n(w_i), r_z_n(w_h), r_z_n(b), None)
+  if linear is None:
+    near = sorted(k for k in params if k == name or k.startswith(name + "/"))
+    raise base.InputError(
+      f"haiku params hold no {_HAIKU_CORES} under {name!r} (a GRU's params[{name!r}], or an LSTM's or VanillaRNN's "
+      f"params['{name}/linear']); keys under it: {near}, all keys: {sorted(params)}"
+    )
+  w, b = linear["w"], linear["b"]
+  if linear_1 is not None:  # VanillaRNN
+    H = int(w.shape[1])
+    w_h = linear_1["w"]
+    if tuple(w_h.shape) != (H, H) or tuple(b.shape) != (H,):
+      raise base.InputError(
+        f"haiku VanillaRNN {name!r}: linear w {tuple(w.shape)}, b {tuple(b.shape)} and linear_1 w "
+        f"{tuple(w_h.shape)} do not fit one hidden size"
+      )
+    if "b" in linear_1:
+      b = b + linear_1["b"]
+    return cells_lib.elman(H, nonlinearity="relu", param_dtype=w.dtype), cells_lib.ElmanParams(w, w_h, b)
+  H = int(w.shape[1]) // 4
+  I = int(w.shape[0]) - H
+  if int(w.shape[1]) != 4 * H or I < 1 or tuple(b.shape) != (4 * H,):
+    raise base.InputError(
+      f"haiku params['{name}/linear'] has w {tuple(w.shape)} and b {tuple(b.shape)}; an LSTM's are (in + H, 4H) "
+      "and (4H,)"
+    )
+
+  forget_one = jnp.zeros((4 * H,), b.dtype).at[H : 2 * H].set(1)  # Haiku's sigmoid(f + 1)
+  w_x, w_h = _swap_haiku_lstm_gates(w[:I]), _swap_haiku_lstm_gates(w[I:])
+  lstm_params = cells_lib.LSTMParams(w_x, w_h, _swap_haiku_lstm_gates(b) + forget_one, None)
+  return cells_lib.lstm(H, param_dtype=w.dtype), lstm_params
+
+
+def to_haiku(params: base.Params, name: str | None = None, *, nonlinearity: str = "tanh") -> dict[str, Any]:
+  r"""Haiku params that make a Haiku core compute what jaxrnn ``params`` compute (inverse of :func:`from_haiku`).
+
+  :class:`jaxrnn.LSTMParams` give ``haiku.LSTM``'s, :class:`jaxrnn.GRUParams`
+  (of ``gru(reset_after=False)``) ``haiku.GRU``'s and
+  :class:`jaxrnn.ElmanParams` (of ``elman(H, nonlinearity="relu")``)
+  ``haiku.VanillaRNN``'s (with ``double_bias=False``: the bias in ``linear``).
+  Missing LSTM biases become zeros (less the 1 Haiku adds to the forget gate).
+
+  Args:
+    params: the params of a jaxrnn lstm, gru or elman cell (see above).
+    name: the core's module path, the keys' prefix (default ``"lstm"``,
+      ``"gru"`` or ``"vanilla_rnn"``, Haiku's default names).
+    nonlinearity: the elman cell's nonlinearity, which params do not record;
+      Haiku's VanillaRNN is relu, so only ``"relu"`` converts.
+
+  Returns:
+    A params mapping, to merge into the Haiku params of the function that
+    holds the core (``{**hk_params, **to_haiku(params)}``).
+
+  Raises:
+    TypeError: params of another cell.
+    ValueError: what Haiku cannot express: a GRU with ``reset_after=True``
+      (``b_hn`` set) or without biases (whose params do not say which GRU
+      they are), an elman that is not relu, an LSTM without forget gate or
+      with peepholes, layer norm or a projection.
+
+  Example:
+    >>> import jax, jaxrnn
+    >>> params = jaxrnn.gru(4, reset_after=False).init(jax.random.key(0), 3)
+    >>> hk_params = jaxrnn.interop.to_haiku(params)
+    >>> {k: sorted(v) for k, v in hk_params.items()}
+    {'gru': ['b', 'w_h', 'w_i']}
+  """
+  if not isinstance(params, (cells_lib.ElmanParams, cells_lib.GRUParams, cells_lib.LSTMParams)):
+    raise base.InputTypeError(
+      f"params must be jaxrnn.ElmanParams, GRUParams or LSTMParams ({_HAIKU_CORES}), got {type(params).__name__}"
+    )
+  w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
+  H = int(w_h.shape[0])
+  if isinstance(params, cells_lib.ElmanParams):
+    base.check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    if nonlinearity != "relu":
+      raise base.InputError(
+        "haiku's VanillaRNN computes relu; an elman with nonlinearity='tanh' cannot be expressed (pass "
+        "nonlinearity='relu' for the params of elman(H, nonlinearity='relu'))"
+      )
+    b = jnp.zeros((H,), w_x.dtype) if params.b is None else jnp.asarray(params.b)
+    name = name or "vanilla_rnn"
+    return {f"{name}/linear": {"w": w_x, "b": b}, f"{name}/linear_1": {"w": w_h}}
+  if isinstance(params, cells_lib.GRUParams):
+    if params.b_hn is not None:
+      raise base.InputError(
+        "params have b_hn: a gru(reset_after=True), which haiku's GRU (reset before the recurrent product) "
+        "cannot express"
+      )
+    if params.b is None:
+      raise base.InputError(
+        "GRU params without biases do not say whether they are a gru(reset_after=False), the only GRU haiku "
+        "computes; convert the params of gru(H, reset_after=False) (with biases)"
+      )
+
+    def z_r_a(a: Array) -> Array:  # jaxrnn's r, z, n -> Haiku's z, r, a, with z negated back
+      r, z, n = jnp.split(a, 3, axis=-1)
+      return jnp.concatenate([-z, r, n], axis=-1)
+
+    return {name or "gru": {"w_i": z_r_a(w_x), "w_h": z_r_a(w_h), "b": z_r_a(jnp.asarray(params.b))}}
+  _check_plain_lstm(params, "haiku")
+  b = jnp.zeros((4 * H,), w_x.dtype) if params.b is None else jnp.asarray(params.b)
+  b = b - jnp.zeros((4 * H,), b.dtype).at[H : 2 * H].set(1)  # Haiku adds the 1 back inside its step
+
+  w = jnp.concatenate([_swap_haiku_lstm_gates(w_x), _swap_haiku_lstm_gates(w_h)], axis=0)
+  return {f"{name or 'lstm'}/linear": {"w": w, "b": _swap_haiku_lstm_gates(b)}}
