@@ -180,8 +180,10 @@ def test_errors_name_what_was_received():
   gru_params = _params_of(jaxrnn.gru(H))
   with pytest.raises(ValueError, match="b_hn is not zero; flax.nnx's GRUCell has no recurrent bias"):
     interop.to_nnx(gru_params)
-  with pytest.raises(ValueError, match=r"b_hn is traced"):
-    jax.jit(interop.to_nnx)(gru_params._replace(b_hn=jnp.zeros((H,))))
+  with pytest.raises(ValueError, match=r"params\.b_hn is traced: call it outside jit"):
+    jax.jit(lambda b_hn: interop.to_nnx(gru_params._replace(b_hn=b_hn)))(jnp.zeros((H,)))
+  with pytest.raises(ValueError, match=r"params\.w_x is traced"):
+    jax.jit(interop.to_nnx)(_params_of(jaxrnn.lstm(H)))
   with pytest.raises(ValueError, match=r"reset_after=False"):
     interop.to_nnx(_params_of(jaxrnn.gru(H, reset_after=False)))
   with pytest.raises(TypeError, match=r"flax\.nnx has no MGU cell\), got MGUParams"):

@@ -1,4 +1,4 @@
-"""Conversion between jaxrnn params and PyTorch, flax.linen or flax.nnx recurrent modules, both ways.
+"""Conversion between jaxrnn params and PyTorch, flax.linen, flax.nnx, equinox or Haiku recurrent modules, both ways.
 
 jaxrnn keeps PyTorch's gate order (LSTM ``i, f, g, o``; GRU ``r, z, n``) but
 stores kernels transposed, ``w_x: (in, G*H)`` and ``w_h: (H, G*H)``, so a step
@@ -18,9 +18,16 @@ is ``x @ w_x + h @ w_h + b``. The converters below only move numbers:
   (``SimpleCell``, ``GRUCell``, ``OptimizedLSTMCell``) in ``nnx.Param``
   variables; its GRU has no recurrent bias (jaxrnn's ``b_hn`` is zero) and
   its LSTM carry is ``(c, h)`` as in linen.
+* equinox keeps PyTorch's layout (``weight_ih``, ``weight_hh``), with one
+  bias on the input side and the GRU's ``bias_n`` apart, as jaxrnn's ``b_hn``.
+* Haiku's params are one flat mapping keyed by module path; its LSTM has one
+  linear on ``[x, h]`` with gates ``i, g, f, o`` and adds 1 to the forget gate
+  inside its step, and its GRU (gates ``z, r, a``) resets before the recurrent
+  product with the update gate's sign flipped.
 
-torch is an optional dependency (the ``torch`` extra) and is imported only
-inside the functions that need it.
+torch, equinox and Haiku are optional dependencies (the ``torch``,
+``equinox`` and ``haiku`` extras), imported only inside the functions that
+need them.
 """
 
 from __future__ import annotations
@@ -1022,7 +1029,7 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
     ValueError: what nnx cannot express: a GRU whose ``b_hn`` is not zero or
       with ``reset_after=False`` (detected when ``b`` is set but ``b_hn`` is
       not), an LSTM without forget gate or with peepholes, layer norm or a
-      projection; or traced params of a GRU (``b_hn`` must be checked).
+      projection; or traced params.
 
   Example:
     >>> import jax, jaxrnn
@@ -1037,6 +1044,14 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
     hint = " (flax.nnx has no MGU cell)" if isinstance(params, cells_lib.MGUParams) else ""
     raise base.InputTypeError(
       f"params must be jaxrnn.ElmanParams, GRUParams or LSTMParams{hint}, got {type(params).__name__}"
+    )
+  traced = [
+    jax.tree_util.keystr(k) for k, a in jax.tree_util.tree_leaves_with_path(params) if isinstance(a, jax.core.Tracer)
+  ]
+  if traced:
+    raise base.InputError(
+      f"to_nnx builds a stateful nnx module from concrete arrays, but params{traced[0]} is traced: call it outside "
+      "jit, grad and vmap"
     )
   w_x, w_h = jnp.asarray(params.w_x), jnp.asarray(params.w_h)
   I, H = int(w_x.shape[0]), int(w_h.shape[0])
@@ -1053,8 +1068,6 @@ def to_nnx(params: base.Params, *, nonlinearity: str = "tanh", optimized: bool =
   elif isinstance(params, cells_lib.GRUParams):
     _check_reset_after_gru(params, "flax.nnx")
     if params.b_hn is not None:
-      if isinstance(params.b_hn, jax.core.Tracer):
-        raise base.InputError("to_nnx needs concrete GRU params (b_hn is traced): it checks that b_hn is zero")
       if np.any(np.asarray(params.b_hn) != 0):
         raise base.InputError(
           "params.b_hn is not zero; flax.nnx's GRUCell has no recurrent bias, so it cannot express the candidate's "
