@@ -190,7 +190,8 @@ def variant_table_main(
 ) -> None:
   """The command line and Markdown table of a benchmark of ``jaxrnn.unroll`` variants per (cell, shape):
   ``--cells``, ``--shapes`` and ``--rounds``; ``time_shape(cell, B, T, I, H, rounds)`` returns the medians of
-  ``train <variant>`` and ``infer <variant>``; every variant not in ``unratioed`` is also printed over ``base``."""
+  ``train <variant>`` and ``infer <variant>`` (a variant it leaves out prints as ``-``); every variant not in
+  ``unratioed`` is also printed over ``base``."""
   p = shape_arguments(module, doc, shapes)
   p.add_argument("--cells", default=cells, help=f"comma-separated cells (default {cells})")
   args = p.parse_args(argv)
@@ -202,6 +203,9 @@ def variant_table_main(
     row = []
     for m in ("train", "infer"):
       for v in variants:
+        if f"{m} {v}" not in t:  # a variant that does not apply to this cell
+          row.append("-")
+          continue
         ratio = "" if v in unratioed else f" ({t[f'{m} {v}'] / t[f'{m} {base}']:.2f}x)"
         row.append(f"{t[f'{m} {v}'] * 1e3:.2f}{ratio}")
     print(f"| {cell_name} | {B},{T},{I},{H} | {' | '.join(row)} |", flush=True)

@@ -1,0 +1,109 @@
+"""A flax.nnx or equinox model's recurrence run by jaxrnn: its own loop against ``jaxrnn.unroll`` of the same cell.
+
+Usage::
+
+  python -m benchmarks.peers_jax [--cells lstm,gru,elman] [--shapes 64x100x32x128,16x1000x8x64] [--rounds 7]
+
+A model built on ``flax.nnx`` keeps its parameters in an nnx cell (``OptimizedLSTMCell``, ``GRUCell``,
+``SimpleCell``); ``jaxrnn.interop.from_nnx`` reads them, differentiably, so the model can run its recurrence with
+``jaxrnn.unroll`` instead of ``nnx.RNN``. This times, in one process with :func:`benchmarks.timing.measure`
+(interleaved blocks), the training step (the gradient of ``mean(ys ** 2)`` with respect to the nnx cell's
+params, taken through the model's pure state as ``nnx.split`` gives it) and the forward pass of
+
+* ``jaxrnn``: ``jaxrnn.unroll`` of ``from_nnx(cell)`` (the fast path);
+* ``nnx``: ``nnx.RNN(cell)``, flax.nnx's scan over the cell;
+* ``equinox``: equinox's own loop (the one its documentation gives: ``lax.scan`` of the unbatched
+  ``eqx.nn.LSTMCell`` or ``GRUCell`` step, ``vmap``-ed over the batch) with the same weights
+  (``interop.to_equinox``); equinox has no Elman cell. nnx's GRU has no recurrent bias, so neither has
+  this one's (``b_hn`` zero).
+
+It first checks that jaxrnn's outputs and gradients equal nnx's and its outputs equal equinox's, then prints
+medians in milliseconds and each time over jaxrnn's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jaxrnn
+from benchmarks import models, timing
+from jaxrnn import interop
+
+VARIANTS = ("jaxrnn", "nnx", "equinox")
+
+
+def _nnx_cell(cell_name: str, I: int, H: int) -> Any:
+  from flax import nnx
+
+  cls = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell, "elman": nnx.SimpleCell}[cell_name]
+  return cls(I, H, rngs=nnx.Rngs(0))
+
+
+def _equinox_outputs(module: Any) -> Callable[[Any, jax.Array], jax.Array]:
+  """``outputs(module, xs)`` of equinox's documented loop over an unbatched cell, batched by ``vmap``."""
+  import equinox as eqx
+
+  lstm = isinstance(module, eqx.nn.LSTMCell)
+
+  def outputs(m: Any, xs: jax.Array) -> jax.Array:
+    def one(x: jax.Array) -> jax.Array:  # one sequence (T, I)
+      h0 = jnp.zeros(m.hidden_size, x.dtype)
+
+      def step(state: Any, x_t: jax.Array) -> tuple[Any, jax.Array]:
+        state = m(x_t, state)
+        return state, state[0] if lstm else state
+
+      return jax.lax.scan(step, (h0, h0) if lstm else h0, x)[1]
+
+    return jax.vmap(one, in_axes=1, out_axes=1)(xs)
+
+  return outputs
+
+
+def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+  """Median seconds of ``train <variant>`` and ``infer <variant>``, after checking the variants agree."""
+  from flax import nnx
+
+  graphdef, state = nnx.split(_nnx_cell(cell_name, I, H))
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  carry0 = nnx.merge(graphdef, state).initialize_carry((B, I), rngs=nnx.Rngs(0))
+
+  def jaxrnn_outputs(state: Any, xs: jax.Array) -> jax.Array:
+    cell, params = interop.from_nnx(nnx.merge(graphdef, state))
+    return jaxrnn.unroll(cell, params, xs)[1]
+
+  def nnx_outputs(state: Any, xs: jax.Array) -> jax.Array:
+    rnn = nnx.RNN(nnx.merge(graphdef, state), time_major=True, rngs=False)
+    return rnn(xs, initial_carry=carry0)
+
+  contestants: dict[str, tuple[Callable[..., jax.Array], Any]] = {
+    "jaxrnn": (jaxrnn_outputs, state),
+    "nnx": (nnx_outputs, state),
+  }
+  if cell_name != "elman":
+    module = interop.to_equinox(interop.from_nnx(nnx.merge(graphdef, state))[1])
+    contestants["equinox"] = (_equinox_outputs(module), module)
+
+  calls, results = {}, {}
+  for name, (outputs, params) in contestants.items():
+    grad, fwd = models.step_and_forward(outputs)
+    results[name] = (fwd(params, xs), grad(params, xs))
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
+  models.assert_agree(results["jaxrnn"], results["nnx"])
+  if "equinox" in results:
+    models.assert_agree((results["jaxrnn"][0], ()), (results["equinox"][0], ()))
+  return timing.measure(calls, rounds=rounds)
+
+
+def main(argv: list[str] | None = None) -> None:
+  timing.variant_table_main(
+    "peers_jax", __doc__, VARIANTS, time_shape, base="jaxrnn", unratioed=("jaxrnn",), argv=argv, cells="lstm,gru,elman"
+  )
+
+
+if __name__ == "__main__":
+  main()
