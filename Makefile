@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,torch,equinox,haiku]"
+	$(PY) -m pip install --quiet -e ".[dev,torch,equinox,haiku,keras]"
 	touch $(STAMP)
 
 install: $(STAMP)

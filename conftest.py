@@ -41,3 +41,18 @@ import jax  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_default_matmul_precision", "highest")
+
+import pytest  # noqa: E402
+
+# Keras's own code (its initialisers and layers) is written for JAX's default promotion rules, so the tests and
+# doctests that build Keras layers run under them; jaxrnn's code stays under the strict rules everywhere else.
+_KERAS_TESTS = ("test_parity_keras.py", "interop.from_keras", "interop.to_keras")
+
+
+@pytest.fixture(autouse=True)
+def _default_promotion_for_keras(request):
+  if any(name in request.node.nodeid for name in _KERAS_TESTS):
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+      yield
+  else:
+    yield

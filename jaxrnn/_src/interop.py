@@ -1,4 +1,4 @@
-"""Conversion between jaxrnn params and PyTorch, flax.linen, flax.nnx, equinox or Haiku recurrent modules, both ways.
+"""Conversion between jaxrnn params and PyTorch, flax (linen, nnx), equinox, Haiku or Keras recurrent cells, both ways.
 
 jaxrnn keeps PyTorch's gate order (LSTM ``i, f, g, o``; GRU ``r, z, n``) but
 stores kernels transposed, ``w_x: (in, G*H)`` and ``w_h: (H, G*H)``, so a step
@@ -24,10 +24,13 @@ is ``x @ w_x + h @ w_h + b``. The converters below only move numbers:
   linear on ``[x, h]`` with gates ``i, g, f, o`` and adds 1 to the forget gate
   inside its step, and its GRU (gates ``z, r, a``) resets before the recurrent
   product with the update gate's sign flipped.
+* Keras 3 keeps ``kernel``, ``recurrent_kernel`` and ``bias`` in jaxrnn's
+  layout; its GRU's gates are ``z, r, h``, with a second, recurrent-side bias
+  row when it resets after the product.
 
-torch, equinox and Haiku are optional dependencies (the ``torch``,
-``equinox`` and ``haiku`` extras), imported only inside the functions that
-need them.
+torch, equinox, Haiku and Keras are optional dependencies (the ``torch``,
+``equinox``, ``haiku`` and ``keras`` extras), imported only inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -1439,3 +1442,216 @@ def to_haiku(params: base.Params, name: str | None = None, *, nonlinearity: str 
 
   w = jnp.concatenate([_swap_haiku_lstm_gates(w_x), _swap_haiku_lstm_gates(w_h)], axis=0)
   return {f"{name or 'lstm'}/linear": {"w": w, "b": _swap_haiku_lstm_gates(b)}}
+
+
+# ----------------------------------------------------------------------------
+# Keras 3
+
+_KERAS_LAYERS = "keras.layers.SimpleRNN, GRU or LSTM (or their cells)"
+
+
+def _swap_first_two_gates(a: Array) -> Array:
+  """Keras's GRU gates ``z, r, h`` along the last axis as jaxrnn's ``r, z, n``, and back (its own inverse)."""
+  z, r, n = jnp.split(a, 3, axis=-1)
+  return jnp.concatenate([r, z, n], axis=-1)
+
+
+def _keras_cell_of(layer: Any) -> tuple[Any, str]:
+  """``(cell, kind)`` of a Keras recurrent layer or cell; raises for other objects and unsupported options."""
+  import keras
+
+  cell = getattr(layer, "cell", layer)
+  kinds = {keras.layers.SimpleRNNCell: "elman", keras.layers.GRUCell: "gru", keras.layers.LSTMCell: "lstm"}
+  kind = next((k for cls, k in kinds.items() if isinstance(cell, cls)), None)
+  if kind is None:
+    raise base.InputTypeError(f"layer must be a {_KERAS_LAYERS}, got {_type_name(layer)}")
+  name = type(cell).__name__
+  allowed = {"elman": (keras.activations.tanh, keras.activations.relu)}.get(kind, (keras.activations.tanh,))
+  if not any(cell.activation is a for a in allowed):
+    names = "tanh or relu" if kind == "elman" else "tanh"
+    raise base.InputError(f"{name}.activation is {cell.activation.__name__!r}; jaxrnn's cell supports only {names}")
+  if kind != "elman" and cell.recurrent_activation is not keras.activations.sigmoid:
+    raise base.InputError(
+      f"{name}.recurrent_activation is {cell.recurrent_activation.__name__!r}; jaxrnn's gates are sigmoid"
+    )
+  return cell, kind
+
+
+def from_keras(layer: Any, weights: Sequence[Any] | None = None) -> tuple[base.Cell, base.Params]:
+  r"""A jaxrnn cell, and its params, that compute what a Keras 3 recurrent layer's cell computes.
+
+  Keras keeps ``kernel: (in, G*H)``, ``recurrent_kernel: (H, G*H)`` and
+  ``bias`` as jaxrnn does, in its own gate orders:
+
+  * ``SimpleRNN`` (tanh or relu) -> ``elman(H, nonlinearity=...)``:
+    ``w_x = kernel``, ``w_h = recurrent_kernel``, ``b = bias``.
+  * ``LSTM`` (gates ``i, f, c, o``, jaxrnn's ``i, f, g, o``) -> ``lstm(H)``:
+    the three arrays as they are (``unit_forget_bias`` only sets the
+    initial ``b``).
+  * ``GRU`` (gates ``z, r, h``; ``h' = z h + (1 - z) hh``, jaxrnn's update)
+    -> ``gru(H, reset_after=...)``, the gates reordered to ``r, z, n``. With
+    ``reset_after=True`` (the default) ``bias: (2, 3H)`` holds an input-side
+    and a recurrent-side row: ``b`` is their sum but for the candidate's
+    recurrent bias, which becomes ``b_hn``.
+
+  ``use_bias=False`` gives a cell with ``bias=False``. The layer's own options
+  (``return_sequences``, ``go_backwards``, ``stateful``, dropout) are not part
+  of the cell: Keras's input is batch-major, so run the cell with
+  ``jaxrnn.unroll(cell, params, xs, time_major=False)``, and with
+  ``reverse=True`` for ``go_backwards`` (whose outputs Keras returns in
+  reverse order, jaxrnn in the input's).
+
+  Args:
+    layer: a built Keras ``SimpleRNN``, ``GRU`` or ``LSTM`` layer, or its
+      cell, with the default activations (``SimpleRNN`` also relu).
+    weights: arrays to use instead of the layer's current values, in the
+      order of ``layer.trainable_weights`` (``kernel, recurrent_kernel[,
+      bias]``): e.g. the trainable variables of Keras's stateless JAX API
+      (``layer.stateless_call``). They are converted with ``jnp`` operations,
+      so jax can trace and differentiate through them.
+
+  Returns:
+    ``(cell, params)`` with a :class:`jaxrnn.Cell` and its params.
+
+  Raises:
+    TypeError: ``layer`` is not one of the layers above.
+    ValueError: an unbuilt layer, an unsupported activation, or weights of
+      unexpected shapes.
+
+  Example:
+    >>> import os; os.environ.setdefault("KERAS_BACKEND", "jax")
+    'jax'
+    >>> import keras, numpy as np, jax.numpy as jnp, jaxrnn
+    >>> layer = keras.layers.GRU(4, return_sequences=True)
+    >>> xs = np.ones((2, 5, 3), np.float32)                  # (batch, time, features)
+    >>> ys_keras = layer(xs)
+    >>> cell, params = jaxrnn.interop.from_keras(layer)
+    >>> _, ys = jaxrnn.unroll(cell, params, jnp.asarray(xs), time_major=False)
+    >>> bool(jnp.allclose(ys, np.asarray(ys_keras), atol=1e-6))
+    True
+  """
+  import keras
+
+  cell, kind = _keras_cell_of(layer)
+  name = type(cell).__name__
+  if not cell.built:
+    raise base.InputError(f"{name} is not built; call the layer on an input (or build it) before converting it")
+  names = [v.path.split("/")[-1] for v in cell.trainable_weights]
+  if weights is None:
+    if keras.backend.backend() == "jax":  # the variables hold jax arrays
+      arrays = [jnp.array(v.value) for v in cell.trainable_weights]
+    else:
+      arrays = [jnp.asarray(keras.ops.convert_to_numpy(v)) for v in cell.trainable_weights]
+  else:
+    if len(weights) != len(names):
+      raise base.InputError(f"weights holds {len(weights)} arrays; {name}'s trainable weights are {names}")
+    arrays = [jnp.asarray(w) for w in weights]
+  H = int(cell.units)
+  G = _NUM_GATES[kind]
+  got = dict(zip(names, arrays, strict=True))
+  w_x, w_h, bias = got["kernel"], got["recurrent_kernel"], got.get("bias")
+  I = int(w_x.shape[0]) if w_x.ndim == 2 else -1
+  reset_after = kind == "gru" and bool(cell.reset_after)
+  expected = {"kernel": (I, G * H), "recurrent_kernel": (H, G * H), "bias": (2, G * H) if reset_after else (G * H,)}
+  for key, a in got.items():
+    if tuple(a.shape) != expected[key]:
+      raise base.InputError(f"{name}.{key} has shape {tuple(a.shape)}, expected {expected[key]} (units={H})")
+  dtype = w_x.dtype
+  use_bias = bias is not None
+  if kind == "elman":
+    nonlinearity = "tanh" if cell.activation is keras.activations.tanh else "relu"
+    return cells_lib.elman(H, nonlinearity=nonlinearity, bias=use_bias, param_dtype=dtype), cells_lib.ElmanParams(
+      w_x, w_h, bias
+    )
+  if kind == "lstm":
+    return cells_lib.lstm(H, bias=use_bias, param_dtype=dtype), cells_lib.LSTMParams(w_x, w_h, bias, None)
+  w_x, w_h = _swap_first_two_gates(w_x), _swap_first_two_gates(w_h)
+  b = b_hn = None
+  if bias is not None and reset_after:
+    b_in, b_rec = _swap_first_two_gates(bias[0]), _swap_first_two_gates(bias[1])
+    b = b_in + jnp.concatenate([b_rec[: 2 * H], jnp.zeros((H,), b_rec.dtype)])
+    b_hn = b_rec[2 * H :]
+  elif bias is not None:
+    b = _swap_first_two_gates(bias)
+  cell_j = cells_lib.gru(H, reset_after=reset_after, bias=use_bias, param_dtype=dtype)
+  return cell_j, cells_lib.GRUParams(w_x, w_h, b, b_hn)
+
+
+def to_keras(params: base.Params, *, nonlinearity: str = "tanh", **layer_kwargs: Any) -> Any:
+  r"""A built Keras 3 layer that computes what jaxrnn ``params`` compute (inverse of :func:`from_keras`).
+
+  :class:`jaxrnn.ElmanParams` give ``keras.layers.SimpleRNN``,
+  :class:`jaxrnn.GRUParams` ``keras.layers.GRU`` (``reset_after=True`` for
+  the params of ``gru(reset_after=True)``, ``False`` for those with ``b`` but
+  no ``b_hn``), :class:`jaxrnn.LSTMParams` ``keras.layers.LSTM``; params
+  without biases give ``use_bias=False``. The layer is built for the params'
+  input size and given their values with ``set_weights``.
+
+  Args:
+    params: the params of a jaxrnn elman, gru or lstm cell.
+    nonlinearity: the elman cell's ``"tanh"`` or ``"relu"`` (params do not
+      record it).
+    **layer_kwargs: passed to the layer's constructor (``return_sequences``,
+      ``return_state``, ...); not ``units``, ``activation``,
+      ``recurrent_activation``, ``use_bias`` or ``reset_after``, which the
+      params decide.
+
+  Returns:
+    The Keras layer.
+
+  Raises:
+    TypeError: params of another cell.
+    ValueError: what Keras cannot express: a GRU without biases (whose params
+      do not say which GRU they are), an LSTM without forget gate or with
+      peepholes, layer norm or a projection; or a layer option the params
+      decide.
+
+  Example:
+    >>> import os; os.environ.setdefault("KERAS_BACKEND", "jax")
+    'jax'
+    >>> import jax, jaxrnn
+    >>> params = jaxrnn.lstm(4).init(jax.random.key(0), 3)
+    >>> layer = jaxrnn.interop.to_keras(params, return_sequences=True)
+    >>> type(layer).__name__, [tuple(w.shape) for w in layer.weights]
+    ('LSTM', [(3, 16), (4, 16), (16,)])
+  """
+  import keras
+
+  if not isinstance(params, (cells_lib.ElmanParams, cells_lib.GRUParams, cells_lib.LSTMParams)):
+    raise base.InputTypeError(
+      f"params must be jaxrnn.ElmanParams, GRUParams or LSTMParams ({_KERAS_LAYERS}), got {type(params).__name__}"
+    )
+  decided = sorted(set(layer_kwargs) & {"units", "activation", "recurrent_activation", "use_bias", "reset_after"})
+  if decided:
+    raise base.InputError(f"to_keras takes {decided} from the params; pass only the layer's other options")
+  w_x, w_h = np.asarray(params.w_x), np.asarray(params.w_h)
+  I, H = int(w_x.shape[0]), int(w_h.shape[0])
+  use_bias = params.b is not None
+  options: dict[str, Any] = {"use_bias": use_bias, "dtype": str(w_x.dtype), **layer_kwargs}
+  if isinstance(params, cells_lib.ElmanParams):
+    base.check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    layer = keras.layers.SimpleRNN(H, activation=nonlinearity, **options)
+    values = [w_x, w_h] + ([np.asarray(params.b)] if use_bias else [])
+  elif isinstance(params, cells_lib.GRUParams):
+    if not use_bias:
+      raise base.InputError(
+        "GRU params without biases do not say whether they are a gru(reset_after=True) or (False); convert "
+        "params with biases"
+      )
+    reset_after = params.b_hn is not None
+    layer = keras.layers.GRU(H, reset_after=reset_after, **options)
+    values = [np.asarray(_swap_first_two_gates(jnp.asarray(a))) for a in (w_x, w_h)]
+    b = jnp.asarray(params.b)
+    if reset_after:
+      # Keras's recurrent-side row holds the candidate's bias; the r and z biases stay on the input side.
+      b_rec = jnp.concatenate([jnp.zeros((2 * H,), b.dtype), jnp.asarray(params.b_hn)])
+      values.append(np.stack([np.asarray(_swap_first_two_gates(b)), np.asarray(_swap_first_two_gates(b_rec))]))
+    else:
+      values.append(np.asarray(_swap_first_two_gates(b)))
+  else:
+    _check_plain_lstm(params, "Keras")
+    layer = keras.layers.LSTM(H, **options)
+    values = [w_x, w_h] + ([np.asarray(params.b)] if use_bias else [])
+  layer.build((None, None, I))
+  layer.set_weights(values)
+  return layer
