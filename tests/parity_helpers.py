@@ -1,4 +1,4 @@
-"""Comparisons shared by the parity tests against flax.linen, flax.nnx and equinox (``tests/test_parity_*.py``)."""
+"""Helpers shared by several test files: the parity tests' comparisons (``tests/test_parity_*.py``) and more."""
 
 from __future__ import annotations
 
@@ -65,3 +65,21 @@ def loss_from_outputs(carry, ys, r):
   if isinstance(carry, jaxrnn.LSTMCarry):
     return total + jnp.sum(carry.h * r_h) + jnp.sum(carry.c * r_c)
   return total + jnp.sum(carry * r_h)
+
+
+def scan_products(fn, *args) -> list[int]:
+  """The number of matrix products in the body of every scan of ``fn``'s jaxpr (nested jaxprs included)."""
+  import jax.extend
+
+  counts = []
+
+  def visit(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "scan":
+        body = eqn.params["jaxpr"].jaxpr
+        counts.append(sum(e.primitive.name == "dot_general" for e in body.eqns))
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        visit(sub)
+
+  visit(jax.make_jaxpr(fn)(*args).jaxpr)
+  return counts

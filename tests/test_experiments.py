@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from parity_helpers import scan_products
 
+import jaxrnn
 from experiments import checkpoint, cli, config, numpy_reference, train
 from experiments.tasks import make_task
 from experiments.tasks.base import Example, Task
@@ -114,6 +116,25 @@ def test_engine_sizes_fast_path_chunks_for_one_sequence(monkeypatch):
   exp = train.build(config.from_dict(raw, source="<test>", name="test"), stand_in_task(T=30))
   exp.run_chunk(exp.init_state())
   assert rows and set(rows) == {1}  # one sequence's rows, not 3 trials x 4 sequences
+
+
+def test_engine_evaluates_lstms_with_two_products_per_step():
+  """jaxrnn's LSTM evaluates with one product of [x, h] per step (fused._xh_joint); the engine's models take
+  two, under fused.two_products_per_step, so the committed rows' test scores are computed as when they were
+  made. Outside the engine the same cell takes one."""
+  raw = {
+    "task": {"name": "noise3a"},
+    "model": {"mode": "modern", "cell": "lstm", "hidden_size": 6},
+    "train": {"lr": 0.01, "trials": 1, "batch_size": 1, "max_sequences": 8, "eval_every": 8, "stop": {"rule": "none"}},
+    "run": {"test_size": 4, "fast_compile": True},
+  }
+  task = stand_in_task(T=7)
+  model = train.build_model(config.from_dict(raw, source="<test>", name="test"), task)
+  params = model.init(jax.random.key(0))
+  xs = jnp.ones((7, task.input_size), jnp.float32)
+  assert scan_products(lambda p: model.apply(p, xs), params) == [2]
+  cell = jaxrnn.lstm(6)
+  assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs[:, None])[1], params.cell) == [1]
 
 
 def test_output_activation_override_is_the_readout_without_its_sigmoid():

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from parity_helpers import scan_products
 
 import jaxrnn
 from jaxrnn._src import fused
@@ -646,3 +647,57 @@ def test_grud_takes_the_reference_path_with_traced_means_or_inside_time_decay():
   decayed = jaxrnn.time_decay(GRUD)  # would decay x_last and seen as well: no kernel for that
   with pytest.raises(ValueError, match="impl='fused'"):
     jaxrnn.unroll(decayed, decayed.init(jax.random.key(0), 7), jnp.ones((T, B, 7)), impl="fused")
+
+
+# The LSTM kernel's inference (no derivative taken) computes x W_x + h W_h as one product of [x, h] and
+# [W_x; W_h] per step (fused._xh_joint); its derivative's forward pass keeps the two products.
+INFERENCE_CASES = [
+  (n, o)
+  for n in ("lstm", "lstm_peepholes", "lstm_no_forget_peepholes_no_bias", "lstm_proj_peepholes_no_forget")
+  for o in ("plain", "lengths_reverse", "batch_major_unroll", "truncate")
+]
+
+
+@pytest.mark.parametrize(("name", "option"), INFERENCE_CASES, ids=[f"{o}-{n}" for n, o in INFERENCE_CASES])
+def test_lstm_inference_equals_reference(name, option):
+  cell = CELLS[name]
+  params, xs, carry = inputs(cell, seed=3)
+  kwargs = dict(OPTIONS[option])
+  if "lengths" in kwargs:
+    kwargs["lengths"] = jnp.asarray(kwargs["lengths"], jnp.int32)
+  if not kwargs.get("time_major", True):
+    xs = jnp.moveaxis(xs, 0, -2)
+  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, impl="fused", **kwargs))(params, xs, carry)
+  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
+  assert rel_err(got, want) <= OUT_TOL
+
+
+def test_lstm_inference_with_recurrent_mask_and_resets_equals_reference():
+  cell = jaxrnn.with_recurrent_mask(CELLS["lstm"], RECURRENT_MASK)
+  params, xs, carry = inputs(CELLS["lstm"], seed=4)
+  resets = jnp.asarray(RESETS)
+  got = jax.jit(lambda p, xs: jaxrnn.unroll(cell, p, xs, carry, resets=resets))(params, xs)
+  assert rel_err(got, jaxrnn.unroll(cell, params, xs, carry, resets=resets, impl="reference")) <= OUT_TOL
+
+
+def test_lstm_inference_takes_one_product_per_step_below_the_size_limit(monkeypatch):
+  cell = CELLS["lstm"]
+  params, xs, carry = inputs(cell)
+
+  def infer(p):
+    return jaxrnn.unroll(cell, p, xs, carry)
+
+  def train(p):
+    return jax.grad(lambda p: jnp.sum(jnp.sin(jaxrnn.unroll(cell, p, xs, carry)[1])))(p)
+
+  assert scan_products(infer, params) == [1]
+  grads = jax.jit(train)(params)
+  monkeypatch.setattr(fused, "JOINT_MAX_BYTES", 0)  # no kernel is small enough: two products per step
+  jax.clear_caches()  # unroll's traces are cached; trace again under the new limit
+  assert scan_products(infer, params) == [2]
+  np.testing.assert_allclose(jax.jit(infer)(params)[1], jaxrnn.unroll(cell, params, xs, carry)[1], rtol=1e-6)
+  # Training never takes the joint product: its gradients are the same to the bit either way.
+  for a, b in zip(jax.tree.leaves(jax.jit(train)(params)), jax.tree.leaves(grads), strict=True):
+    np.testing.assert_array_equal(a, b)
+  monkeypatch.undo()
+  jax.clear_caches()  # no trace made under the patched limit outlives this test

@@ -85,6 +85,9 @@ class Kernel(NamedTuple):
     chunk_scale: a chunk holds about ``chunk_scale * CHUNK_ELEMENTS`` steps x batch x hidden units
       (:func:`chunk_length`). The Elman kernel, whose per-step buffers are one ``(B, H)`` array each where
       the gated cells' are up to ``(B, 4 H)``, trains faster with 4 (``python -m benchmarks.chunk``).
+    infer_step: None, or a ``step`` computing the same values another way, taken where the sequence is
+      evaluated without derivatives (the plain scan of :func:`sequence`'s primal); the derivative's forward
+      pass always takes ``step``, so training computes the same numbers either way.
 
   ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
@@ -98,6 +101,7 @@ class Kernel(NamedTuple):
   h_of: Callable[[Carry], Array]
   chunk_scale: int = 1
   h_leaf: int | None = 0
+  infer_step: Callable[..., tuple[Carry, Array, tuple[Array, ...]]] | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -142,8 +146,28 @@ def _masked(h: Array, m: Array | None) -> Array:
 
 
 def _xh(p: Any, x: Array, h: Array) -> Array:
-  """``x W_x + h W_h + b``, two products per step (one product of ``[x, h]`` and ``[W_x; W_h]`` was slower)."""
+  """``x W_x + h W_h + b``, two products per step."""
   z = x @ p.w_x + h @ p.w_h
+  return z if p.b is None else z + _row(p.b)
+
+
+# The largest stacked kernel [W_x; W_h] (bytes) for which :func:`_xh_joint` takes one product per step.
+JOINT_MAX_BYTES = 1 << 20
+
+
+def _xh_joint(p: Any, x: Array, h: Array) -> Array:
+  """``x W_x + h W_h + b`` as one product of ``[x, h]`` and ``[W_x; W_h]`` per step, for kernels up to
+  ``JOINT_MAX_BYTES`` (XLA stacks the weights once per call, outside the loop); :func:`_xh` above that.
+
+  In the LSTM's inference one product per step took 0.85x to 0.90x the time of two at (B, T, I, H) = (64, 100,
+  32, 128) and (16, 1000, 8, 64), and 0.66x at (32, 100, 2, 8) (kernels of 320, 72 and 3 KiB; two runs of
+  ``python -m benchmarks.joint_product``); at (8, 200, 64, 512), a 4.5 MiB kernel, an ad-hoc run found it 1.04x
+  slower, hence the limit. The derivative keeps two products (in training one product gained nothing, and
+  training's numbers stay those of earlier versions), and so does the Elman kernel (no gain, ad-hoc)."""
+  rows, cols = p.w_x.shape[0] + p.w_h.shape[0], p.w_h.shape[1]
+  if rows * cols * p.w_h.dtype.itemsize > JOINT_MAX_BYTES or _TWO_PRODUCTS.get():
+    return _xh(p, x, h)
+  z = jnp.concatenate([x, h], axis=-1) @ jnp.concatenate([p.w_x, p.w_h], axis=0)
   return z if p.b is None else z + _row(p.b)
 
 
@@ -377,9 +401,9 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
   L = _LSTMLayout.of(hidden_size, forget_gate)
   I_, F_, G_, O_, blk, scale = L.I_, L.F_, L.G_, L.O_, L.blk, L.scale
 
-  def step(p, carry, x, m):
+  def step(p, carry, x, m, xh=_xh):
     h, c = carry
-    z = _xh(p, x, _masked(h, m))
+    z = xh(p, x, _masked(h, m))
     w = p.w_peep
     if w is None:
       s = _sigmoid(z * scale(z.dtype, 2.0))
@@ -455,7 +479,8 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       dh = _add(dh @ p.w_proj, lin_proj)
     return cells_lib.LSTMCarry(dh, dc)
 
-  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h)
+  infer_step = functools.partial(step, xh=_xh_joint)
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h, infer_step=infer_step)
 
 
 # ----------------------------------------------------------------------------
@@ -685,12 +710,14 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unroll=1, save=False):
-  """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``.
+def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unroll=1, save=False, infer=False):
+  """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``; ``infer``
+  takes the kernel's ``infer_step`` where it has one (no derivative is taken of this scan).
 
   ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead. ``g``: None or a
   carry-shaped tree of ``(K, B, F)`` factors that multiply the carry entering each step (after a reset)."""
   masked = valid is not None
+  step = kernel.infer_step if infer and kernel.infer_step is not None else kernel.step
 
   def body(carry, inp):
     x_t, v, r_t, g_t = inp
@@ -699,7 +726,7 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unr
       carry_in = jax.tree.map(jnp.multiply, g_t, carry_in)
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
     # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
-    new, y, saved = kernel.step(p, carry_in, x_t, m)
+    new, y, saved = step(p, carry_in, x_t, m)
     if masked:  # padding steps pass the carry through, not reset
       new = _select(v[:, None], new, carry)
     return new, (y, saved if save else None)
@@ -870,6 +897,21 @@ def chunks_per_example() -> Iterator[None]:
     _PER_EXAMPLE.reset(token)
 
 
+_TWO_PRODUCTS = contextvars.ContextVar("jaxrnn_fused_two_products_per_step", default=False)
+
+
+@contextlib.contextmanager
+def two_products_per_step() -> Iterator[None]:
+  """While tracing within it, the LSTM's inference takes two products per step (:func:`_xh`), as before
+  :func:`_xh_joint`. The experiments' engine evaluates its models under it, so that the test scores of the
+  committed rows are computed as when they were made (one product sums in another order)."""
+  token = _TWO_PRODUCTS.set(True)
+  try:
+    yield
+  finally:
+    _TWO_PRODUCTS.reset(token)
+
+
 def segment_length(T: int, remat: bool | int) -> int:
   """The segment length for ``remat``: ``ceil(sqrt(T))`` for True, else the given int, at most ``T``."""
   if remat is True:
@@ -948,7 +990,7 @@ def sequence(
   @jax.custom_jvp
   def run(p, carry, xs, valid, cut, m, r, rc, fparams, src):
     g = None if fn is None else fn(fparams, src)
-    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll)
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll, infer=True)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):

@@ -1,0 +1,65 @@
+"""The LSTM's inference with one product per step, ``[x, h] [W_x; W_h]``, against two, ``x W_x + h W_h``.
+
+Usage::
+
+  python -m benchmarks.joint_product [--cells lstm] [--shapes 64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512]
+                                     [--rounds 7]
+
+Evaluated without derivatives, the fast path's LSTM kernel stacks its input and recurrent kernels once per call
+and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``; its
+derivative's forward pass keeps the two products. This times, in one process with
+:func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss ``mean(ys **
+2)``) and the forward pass of ``jaxrnn.unroll`` as it is (``joint``: one product per step where the kernel is
+small enough) and traced with the limit at 0 (``two``: two products per step everywhere), after checking that
+the two agree, then prints medians in milliseconds and each time over ``two``'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import models, timing
+from jaxrnn._src import fused
+
+VARIANTS = ("two", "joint")
+
+
+def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
+  """Median seconds of ``train <variant>`` and ``infer <variant>``, after checking the two agree."""
+  cell = models.jaxrnn_cell(cell_name, H)
+  params = cell.init(jax.random.key(0), I)
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  calls, results = {}, {}
+  limit = fused.JOINT_MAX_BYTES
+  for name, bytes_ in (("two", 0), ("joint", limit)):
+    fused.JOINT_MAX_BYTES = bytes_  # read when the functions are traced, by their first calls below
+    try:
+      grad, fwd = models.unroll_step_and_forward(cell)
+      results[name] = (fwd(params, xs), grad(params, xs))
+    finally:
+      fused.JOINT_MAX_BYTES = limit
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
+  models.assert_agree(results["joint"], results["two"])
+  out: dict[str, Any] = timing.measure(calls, rounds=rounds)
+  return out
+
+
+def main(argv: list[str] | None = None) -> None:
+  timing.variant_table_main(
+    "joint_product",
+    __doc__,
+    VARIANTS,
+    time_shape,
+    base="two",
+    unratioed=("two",),
+    argv=argv,
+    cells="lstm",
+    shapes="64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512",
+  )
+
+
+if __name__ == "__main__":
+  main()
