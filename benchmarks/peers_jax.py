@@ -125,10 +125,10 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   contestants["keras"] = _keras_contestant(params)
 
   calls, results = {}, {}
-  for name, (outputs, params) in contestants.items():
+  for name, (outputs, own) in contestants.items():  # own: the contestant's params, in its layout
     grad, fwd = models.step_and_forward(outputs)
-    results[name] = (fwd(params, xs), grad(params, xs))
-    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
+    results[name] = (fwd(own, xs), grad(own, xs))
+    calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, own, xs)
   models.assert_agree(results["jaxrnn"], results["nnx"])
   for name in set(results) - {"jaxrnn", "nnx"}:
     models.assert_agree((results["jaxrnn"][0], ()), (results[name][0], ()))

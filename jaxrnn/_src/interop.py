@@ -884,6 +884,16 @@ def to_flax_carry(carry: base.Carry) -> Any:
   return carry
 
 
+def _checked(a: Array, where: str, shape: tuple[int, ...], dtypes: list[Any], like: str) -> Array:
+  """``a`` after checking its shape and that its dtype is ``dtypes[0]`` (the first array checked: ``like``)."""
+  if tuple(a.shape) != shape:
+    raise base.InputError(f"{where} has shape {tuple(a.shape)}, expected {shape}")
+  dtypes.append(a.dtype)
+  if a.dtype != dtypes[0]:
+    raise base.InputTypeError(f"{where} has dtype {a.dtype}, expected {dtypes[0]} like {like}")
+  return a
+
+
 # ----------------------------------------------------------------------------
 # flax.nnx
 
@@ -971,7 +981,7 @@ def from_nnx(module: Any) -> tuple[base.Cell, base.Params]:
   """
   kind = _nnx_kind(module)
   H, I = int(module.hidden_features), int(module.in_features)
-  G = {"elman": 1, "gru": 3, "lstm": 4, "optimized_lstm": 4}[kind]
+  G = _NUM_GATES[kind.removeprefix("optimized_")]
   cls = type(module).__name__
   linears = _NNX_LINEARS[kind]
   per_linear = 1 if kind == "lstm" else G  # LSTMCell has one Linear per gate
@@ -981,13 +991,7 @@ def from_nnx(module: Any) -> tuple[base.Cell, base.Params]:
     var = getattr(getattr(module, linear, None), leaf, None)
     if var is None:
       raise base.InputError(f"{cls}.{linear}.{leaf} is missing; expected an nnx.Param of shape {shape}")
-    a = jnp.asarray(var[...])
-    if tuple(a.shape) != shape:
-      raise base.InputError(f"{cls}.{linear}.{leaf} has shape {tuple(a.shape)}, expected {shape}")
-    dtypes.append(a.dtype)
-    if a.dtype != dtypes[0]:
-      raise base.InputTypeError(f"{cls}.{linear}.{leaf} has dtype {a.dtype}, expected {dtypes[0]} like the others")
-    return a
+    return _checked(jnp.asarray(var[...]), f"{cls}.{linear}.{leaf}", shape, dtypes, "the others")
 
   w_x = jnp.concatenate([read(n, "kernel", (I, per_linear * H)) for n in linears[0]], axis=-1)
   w_h = jnp.concatenate([read(n, "kernel", (H, per_linear * H)) for n in linears[1]], axis=-1)
@@ -1165,13 +1169,7 @@ def from_equinox(module: Any) -> tuple[base.Cell, base.Params]:
   dtypes: list[Any] = []  # the first parameter's dtype; every other must match it
 
   def read(name: str, shape: tuple[int, ...]) -> Array:
-    a = jnp.asarray(getattr(module, name))
-    if tuple(a.shape) != shape:
-      raise base.InputError(f"{cls}.{name} has shape {tuple(a.shape)}, expected {shape}")
-    dtypes.append(a.dtype)
-    if a.dtype != dtypes[0]:
-      raise base.InputTypeError(f"{cls}.{name} has dtype {a.dtype}, expected {dtypes[0]} like weight_ih")
-    return a
+    return _checked(jnp.asarray(getattr(module, name)), f"{cls}.{name}", shape, dtypes, "weight_ih")
 
   w_x = read("weight_ih", (G * H, I)).T
   w_h = read("weight_hh", (G * H, H)).T
