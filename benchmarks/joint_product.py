@@ -1,17 +1,19 @@
-"""The LSTM's inference with one product per step, ``[x, h] [W_x; W_h]``, against two, ``x W_x + h W_h``.
+"""The LSTM's and the GRU's inference with one product per step, ``[x, h]`` with a stacked kernel, against two,
+``x W_x + h W_h``.
 
 Usage::
 
-  python -m benchmarks.joint_product [--cells lstm] [--shapes 64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512]
+  python -m benchmarks.joint_product [--cells lstm,gru] [--shapes 64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512]
                                      [--rounds 7]
 
 Evaluated without derivatives, the fast path's LSTM kernel stacks its input and recurrent kernels once per call
-and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``; its
-derivative's forward pass keeps the two products. This times, in one process with
+and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``; the GRU's
+(reset after the product) takes one with a kernel holding a block of zeros, where ``fused._gru_joint`` says so.
+Their derivatives' forward passes keep the two products. This times, in one process with
 :func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss ``mean(ys **
-2)``) and the forward pass of ``jaxrnn.unroll`` as it is (``joint``: one product per step where the kernel is
-small enough) and traced with the limit at 0 (``two``: two products per step everywhere), after checking that
-the two agree, then prints medians in milliseconds and each time over ``two``'s.
+2)``) and the forward pass of ``jaxrnn.unroll`` as it is (``joint``: one product per step where the rules above
+allow it), traced with two products per step everywhere (``two``) and with one everywhere (``always``: the rules
+lifted), after checking that they agree, then prints medians in milliseconds and each time over ``two``'s.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 from benchmarks import models, timing
 from jaxrnn._src import fused
 
-VARIANTS = ("two", "joint")
+VARIANTS = ("two", "joint", "always")
 
 
 def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
@@ -33,16 +35,18 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   params = cell.init(jax.random.key(0), I)
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls, results = {}, {}
-  limit = fused.JOINT_MAX_BYTES
-  for name, bytes_ in (("two", 0), ("joint", limit)):
-    fused.JOINT_MAX_BYTES = bytes_  # read when the functions are traced, by their first calls below
+  limits = (fused.JOINT_MAX_BYTES, fused._gru_joint)
+  rules = {"two": (0, lambda *_: False), "joint": limits, "always": (1 << 62, lambda *_: True)}
+  for name, (bytes_, gru_joint) in rules.items():
+    fused.JOINT_MAX_BYTES, fused._gru_joint = bytes_, gru_joint  # read when traced, by the first calls below
     try:
       grad, fwd = models.unroll_step_and_forward(cell)
       results[name] = (fwd(params, xs), grad(params, xs))
     finally:
-      fused.JOINT_MAX_BYTES = limit
+      fused.JOINT_MAX_BYTES, fused._gru_joint = limits
     calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   models.assert_agree(results["joint"], results["two"])
+  models.assert_agree(results["always"], results["two"])
   out: dict[str, Any] = timing.measure(calls, rounds=rounds)
   return out
 
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     base="two",
     unratioed=("two",),
     argv=argv,
-    cells="lstm",
+    cells="lstm,gru",
     shapes="64x100x32x128,16x1000x8x64,32x100x2x8,8x200x64x512",
   )
 

@@ -118,13 +118,14 @@ def test_engine_sizes_fast_path_chunks_for_one_sequence(monkeypatch):
   assert rows and set(rows) == {1}  # one sequence's rows, not 3 trials x 4 sequences
 
 
-def test_engine_evaluates_lstms_with_two_products_per_step():
-  """jaxrnn's LSTM evaluates with one product of [x, h] per step (fused._xh_joint); the engine's models take
-  two, under fused.two_products_per_step, so the committed rows' test scores are computed as when they were
-  made. Outside the engine the same cell takes one."""
+@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
+def test_engine_evaluates_with_two_products_per_step(cell_name):
+  """jaxrnn's LSTM and GRU evaluate with one product of [x, h] per step (fused._xh_joint, fused._gru_joint); the
+  engine's models take two, under fused.two_products_per_step, so the committed rows' test scores are computed as
+  when they were made. Outside the engine the same cell takes one."""
   raw = {
     "task": {"name": "noise3a"},
-    "model": {"mode": "modern", "cell": "lstm", "hidden_size": 6},
+    "model": {"mode": "modern", "cell": cell_name, "hidden_size": 6},
     "train": {"lr": 0.01, "trials": 1, "batch_size": 1, "max_sequences": 8, "eval_every": 8, "stop": {"rule": "none"}},
     "run": {"test_size": 4, "fast_compile": True},
   }
@@ -133,7 +134,7 @@ def test_engine_evaluates_lstms_with_two_products_per_step():
   params = model.init(jax.random.key(0))
   xs = jnp.ones((7, task.input_size), jnp.float32)
   assert scan_products(lambda p: model.apply(p, xs), params) == [2]
-  cell = jaxrnn.lstm(6)
+  cell = getattr(jaxrnn, cell_name)(6)
   assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs[:, None])[1], params.cell) == [1]
 
 

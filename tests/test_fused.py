@@ -650,16 +650,24 @@ def test_grud_takes_the_reference_path_with_traced_means_or_inside_time_decay():
 
 
 # The LSTM kernel's inference (no derivative taken) computes x W_x + h W_h as one product of [x, h] and
-# [W_x; W_h] per step (fused._xh_joint); its derivative's forward pass keeps the two products.
+# [W_x; W_h] per step (fused._xh_joint), and the GRU's (reset after the product) one of [x, h] and a kernel with
+# a block of zeros (fused._gru_joint); their derivatives' forward passes keep the two products.
 INFERENCE_CASES = [
   (n, o)
-  for n in ("lstm", "lstm_peepholes", "lstm_no_forget_peepholes_no_bias", "lstm_proj_peepholes_no_forget")
+  for n in (
+    "lstm",
+    "lstm_peepholes",
+    "lstm_no_forget_peepholes_no_bias",
+    "lstm_proj_peepholes_no_forget",
+    "gru",
+    "gru_no_bias",
+  )
   for o in ("plain", "lengths_reverse", "batch_major_unroll", "truncate")
 ]
 
 
 @pytest.mark.parametrize(("name", "option"), INFERENCE_CASES, ids=[f"{o}-{n}" for n, o in INFERENCE_CASES])
-def test_lstm_inference_equals_reference(name, option):
+def test_joint_product_inference_equals_reference(name, option):
   cell = CELLS[name]
   params, xs, carry = inputs(cell, seed=3)
   kwargs = dict(OPTIONS[option])
@@ -672,9 +680,10 @@ def test_lstm_inference_equals_reference(name, option):
   assert rel_err(got, want) <= OUT_TOL
 
 
-def test_lstm_inference_with_recurrent_mask_and_resets_equals_reference():
-  cell = jaxrnn.with_recurrent_mask(CELLS["lstm"], RECURRENT_MASK)
-  params, xs, carry = inputs(CELLS["lstm"], seed=4)
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_joint_product_inference_with_recurrent_mask_and_resets_equals_reference(name):
+  cell = jaxrnn.with_recurrent_mask(CELLS[name], RECURRENT_MASK)
+  params, xs, carry = inputs(CELLS[name], seed=4)
   resets = jnp.asarray(RESETS)
   got = jax.jit(lambda p, xs: jaxrnn.unroll(cell, p, xs, carry, resets=resets))(params, xs)
   assert rel_err(got, jaxrnn.unroll(cell, params, xs, carry, resets=resets, impl="reference")) <= OUT_TOL
@@ -701,3 +710,46 @@ def test_lstm_inference_takes_one_product_per_step_below_the_size_limit(monkeypa
     np.testing.assert_array_equal(a, b)
   monkeypatch.undo()
   jax.clear_caches()  # no trace made under the patched limit outlives this test
+
+
+def test_gru_inference_takes_one_product_per_step_where_the_rule_allows(monkeypatch):
+  cell = CELLS["gru"]
+  params, xs, carry = inputs(cell)
+
+  def infer(p):
+    return jaxrnn.unroll(cell, p, xs, carry)
+
+  def train(p):
+    return jax.grad(lambda p: jnp.sum(jnp.sin(jaxrnn.unroll(cell, p, xs, carry)[1])))(p)
+
+  assert fused._gru_joint(B, I, H)
+  assert scan_products(infer, params) == [1]
+  grads = jax.jit(train)(params)
+  monkeypatch.setattr(fused, "_gru_joint", lambda rows, i, h: False)
+  jax.clear_caches()  # unroll's traces are cached; trace again under the new rule
+  assert scan_products(infer, params) == [2]
+  np.testing.assert_allclose(jax.jit(infer)(params)[1], jaxrnn.unroll(cell, params, xs, carry)[1], rtol=1e-6)
+  # Training never takes the joint product: its gradients are the same to the bit either way.
+  for a, b in zip(jax.tree.leaves(jax.jit(train)(params)), jax.tree.leaves(grads), strict=True):
+    np.testing.assert_array_equal(a, b)
+  monkeypatch.undo()
+  jax.clear_caches()  # no trace made under the patched rule outlives this test
+  # The reset before the product keeps its three products (the reset multiplies h before the candidate's).
+  before = CELLS["gru_reset_before"]
+  assert scan_products(lambda p: jaxrnn.unroll(before, p, xs, carry), inputs(before)[0]) == [3]
+
+
+def test_gru_joint_rule_counts_the_rows_of_every_vmapped_example():
+  """The zeros' work is counted over the rows of all examples an enclosing vmap runs (fused.mapped_size)."""
+  h, i, b, n = 32, 8, 4, 16  # 4 rows: 5,120 multiply-adds of zeros per step; 16 examples of them: 81,920
+  assert fused._gru_joint(b, i, h) and not fused._gru_joint(b * n, i, h)
+  cell = jaxrnn.gru(h)
+  params = cell.init(jax.random.key(0), i)
+  xs = jnp.ones((n, 3, b, i), jnp.float32)
+  one = jax.jit(lambda p, xs: jaxrnn.unroll(cell, p, xs)[1])
+  assert scan_products(one, params, xs[0]) == [1]
+  every = jax.jit(jax.vmap(lambda xs: jaxrnn.unroll(cell, params, xs)[1]))
+  assert scan_products(every, xs) == [2]
+  np.testing.assert_allclose(every(xs)[3], one(params, xs[3]), rtol=1e-5, atol=1e-6)
+  # Small hidden layers take one product at any size: there two products' step is left unvectorised by XLA CPU.
+  assert fused._gru_joint(1024, 8, 8) and not fused._gru_joint(1, 2, 1)

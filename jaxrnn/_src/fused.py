@@ -85,9 +85,10 @@ class Kernel(NamedTuple):
     chunk_scale: a chunk holds about ``chunk_scale * CHUNK_ELEMENTS`` steps x batch x hidden units
       (:func:`chunk_length`). The Elman kernel, whose per-step buffers are one ``(B, H)`` array each where
       the gated cells' are up to ``(B, 4 H)``, trains faster with 4 (``python -m benchmarks.chunk``).
-    infer_step: None, or a ``step`` computing the same values another way, taken where the sequence is
-      evaluated without derivatives (the plain scan of :func:`sequence`'s primal); the derivative's forward
-      pass always takes ``step``, so training computes the same numbers either way.
+    infer_step: None, or ``(params, carry, x_t, m, rows)``: ``step`` computing the same values another way,
+      taken where the sequence is evaluated without derivatives (the plain scan of :func:`sequence`'s primal);
+      ``rows`` is how many rows the step's products hold over every example an enclosing ``vmap`` runs. The
+      derivative's forward pass always takes ``step``, so training computes the same numbers either way.
 
   ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
@@ -153,6 +154,23 @@ def _xh(p: Any, x: Array, h: Array) -> Array:
 
 # The largest stacked kernel [W_x; W_h] (bytes) for which :func:`_xh_joint` takes one product per step.
 JOINT_MAX_BYTES = 1 << 20
+# The GRU's inference (reset after the product) takes one product per step where :func:`_gru_joint` says so.
+GRU_JOINT_MAX_WORK = 1 << 15
+
+
+def _gru_joint(rows: int, I: int, H: int) -> bool:
+  """Whether the GRU's inference takes one product per step, ``[x, h]`` with ``[[W_x_rz, W_x_n, 0], [W_h_rz, 0,
+  W_h_n]]``, a kernel with an ``(I + H, H)`` block of zeros, instead of two (``rows``: the product's rows).
+
+  Where the zeros' multiply-adds per step, ``rows (I + H) H``, are at most ``GRU_JOINT_MAX_WORK``, one product saves
+  more per step than it adds: at (B, T, I, H) = (32, 100, 2, 8) inference took 0.32x the time of two products, at
+  (32, 100, 8, 16) and (8, 100, 8, 32) 0.85x and 0.89x; above it, one product was level or slower (1.00x at (32,
+  100, 8, 32), 1.05x at (64, 100, 16, 32)). At ``H = 8`` it pays at any size (0.20x at (1024, 100, 8, 8), 0.37x at
+  (256, 100, 64, 8)): there the two-product step's elementwise fusion comes out of XLA CPU's compiler unvectorised
+  (scalar code, checked in the LLVM IR of jax 0.10.2) and the one-product step's does not. At ``H = 1`` one
+  product was slower (1.80x at (32, 100, 2, 1)). ``python -m benchmarks.joint_product --cells gru``,
+  ``BENCHMARKS.md``."""
+  return H >= 2 and (H <= 8 or rows * (I + H) * H <= GRU_JOINT_MAX_WORK)
 
 
 def _xh_joint(p: Any, x: Array, h: Array) -> Array:
@@ -314,7 +332,31 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     dn = _add(_blk(a, 2, H), lin_t[2], _rec(_masked(drh, m), wt[2 * H :])) * dn_f
     return drz[:, H:] * hpn + dn * omz + z * dh
 
-  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h)
+  def infer_step(p, h, x, m, rows):
+    I = x.shape[-1]
+    if not reset_after or _TWO_PRODUCTS.get() or not _gru_joint(rows, I, H):
+      return step(p, h, x, m)
+    # One product of [x, h] with [[W_x_rz, W_x_n, 0], [W_h_rz, 0, W_h_n]]: the r and z blocks sum both sides,
+    # the last two keep the candidate's input and recurrent parts apart. XLA builds the kernel once per call.
+    dt = p.w_h.dtype
+    w = jnp.concatenate(
+      [
+        jnp.concatenate([p.w_x, jnp.zeros((I, H), dt)], axis=1),
+        jnp.concatenate([p.w_h[:, : 2 * H], jnp.zeros((H, H), dt), p.w_h[:, 2 * H :]], axis=1),
+      ],
+      axis=0,
+    )
+    g = jnp.concatenate([x, _masked(h, m)], axis=-1) @ w
+    if p.b is not None or p.b_hn is not None:
+      b = jnp.zeros((3 * H,), dt) if p.b is None else p.b
+      g = g + _row(jnp.concatenate([b, jnp.zeros((H,), dt) if p.b_hn is None else p.b_hn]))
+    rz, hn = _sigmoid(g[:, : 2 * H]), g[:, 3 * H :]
+    r, z = rz[:, :H], rz[:, H:]
+    n = jnp.tanh(g[:, 2 * H : 3 * H] + r * hn)
+    h = (1.0 - z) * n + z * h
+    return h, h, (rz, n, hn, h)
+
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, infer_step=infer_step)
 
 
 # ----------------------------------------------------------------------------
@@ -479,7 +521,10 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       dh = _add(dh @ p.w_proj, lin_proj)
     return cells_lib.LSTMCarry(dh, dc)
 
-  infer_step = functools.partial(step, xh=_xh_joint)
+  def infer_step(p, carry, x, m, rows):
+    del rows  # one product costs no more arithmetic than two: its limit is the kernel's size alone
+    return step(p, carry, x, m, xh=_xh_joint)
+
   return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h, infer_step=infer_step)
 
 
@@ -710,14 +755,17 @@ def _instantiate(t: Any, like: Any) -> Any:
   return jax.tree.map(lambda d, a: jnp.zeros_like(a) if isinstance(d, SymbolicZero) else d, t, like)
 
 
-def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unroll=1, save=False, infer=False):
+def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unroll=1, save=False, infer=None):
   """The forward scan over ``x: (K, B, I)``: ``(carry, ys, saved)``, ``saved`` stacked when ``save``; ``infer``
-  takes the kernel's ``infer_step`` where it has one (no derivative is taken of this scan).
+  (None, or the rows of the step's products over all vmapped examples) takes the kernel's ``infer_step`` where it
+  has one (no derivative is taken of this scan).
 
   ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead. ``g``: None or a
   carry-shaped tree of ``(K, B, F)`` factors that multiply the carry entering each step (after a reset)."""
   masked = valid is not None
-  step = kernel.infer_step if infer and kernel.infer_step is not None else kernel.step
+  step = kernel.step
+  if infer is not None and kernel.infer_step is not None:
+    step = functools.partial(kernel.infer_step, rows=infer)
 
   def body(carry, inp):
     x_t, v, r_t, g_t = inp
@@ -902,9 +950,9 @@ _TWO_PRODUCTS = contextvars.ContextVar("jaxrnn_fused_two_products_per_step", def
 
 @contextlib.contextmanager
 def two_products_per_step() -> Iterator[None]:
-  """While tracing within it, the LSTM's inference takes two products per step (:func:`_xh`), as before
-  :func:`_xh_joint`. The experiments' engine evaluates its models under it, so that the test scores of the
-  committed rows are computed as when they were made (one product sums in another order)."""
+  """While tracing within it, the LSTM's and the GRU's inference take two products per step (:func:`_xh`), as
+  before :func:`_xh_joint` and :func:`_gru_joint`. The experiments' engine evaluates its models under it, so that
+  the test scores of the committed rows are computed as when they were made (one product sums in another order)."""
   token = _TWO_PRODUCTS.set(True)
   try:
     yield
@@ -990,7 +1038,7 @@ def sequence(
   @jax.custom_jvp
   def run(p, carry, xs, valid, cut, m, r, rc, fparams, src):
     g = None if fn is None else fn(fparams, src)
-    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll, infer=True)
+    carry, ys, _ = _run(kernel, p, carry, xs, valid, m, r, rc, g, reverse=reverse, unroll=unroll, infer=B * mapped)
     return _canonical((carry, ys))
 
   def run_jvp(primals, tangents):
