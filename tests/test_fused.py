@@ -689,8 +689,13 @@ def test_joint_product_inference_with_recurrent_mask_and_resets_equals_reference
   assert rel_err(got, jaxrnn.unroll(cell, params, xs, carry, resets=resets, impl="reference")) <= OUT_TOL
 
 
-def test_lstm_inference_takes_one_product_per_step_below_the_size_limit(monkeypatch):
-  cell = CELLS["lstm"]
+# Per cell: the fused-module rule patched to take two products per step everywhere, and its patched value.
+TWO_PRODUCTS_PATCH = {"lstm": ("JOINT_MAX_BYTES", 0), "gru": ("_gru_joint", lambda rows, i, h: False)}
+
+
+@pytest.mark.parametrize("name", sorted(TWO_PRODUCTS_PATCH))
+def test_inference_takes_one_product_per_step_where_the_rule_allows(name, monkeypatch):
+  cell = CELLS[name]
   params, xs, carry = inputs(cell)
 
   def infer(p):
@@ -701,32 +706,8 @@ def test_lstm_inference_takes_one_product_per_step_below_the_size_limit(monkeypa
 
   assert scan_products(infer, params) == [1]
   grads = jax.jit(train)(params)
-  monkeypatch.setattr(fused, "JOINT_MAX_BYTES", 0)  # no kernel is small enough: two products per step
-  jax.clear_caches()  # unroll's traces are cached; trace again under the new limit
-  assert scan_products(infer, params) == [2]
-  np.testing.assert_allclose(jax.jit(infer)(params)[1], jaxrnn.unroll(cell, params, xs, carry)[1], rtol=1e-6)
-  # Training never takes the joint product: its gradients are the same to the bit either way.
-  for a, b in zip(jax.tree.leaves(jax.jit(train)(params)), jax.tree.leaves(grads), strict=True):
-    np.testing.assert_array_equal(a, b)
-  monkeypatch.undo()
-  jax.clear_caches()  # no trace made under the patched limit outlives this test
-
-
-def test_gru_inference_takes_one_product_per_step_where_the_rule_allows(monkeypatch):
-  cell = CELLS["gru"]
-  params, xs, carry = inputs(cell)
-
-  def infer(p):
-    return jaxrnn.unroll(cell, p, xs, carry)
-
-  def train(p):
-    return jax.grad(lambda p: jnp.sum(jnp.sin(jaxrnn.unroll(cell, p, xs, carry)[1])))(p)
-
-  assert fused._gru_joint(B, I, H)
-  assert scan_products(infer, params) == [1]
-  grads = jax.jit(train)(params)
-  monkeypatch.setattr(fused, "_gru_joint", lambda rows, i, h: False)
-  jax.clear_caches()  # unroll's traces are cached; trace again under the new rule
+  monkeypatch.setattr(fused, *TWO_PRODUCTS_PATCH[name])
+  jax.clear_caches()  # unroll's traces are cached; trace again under the patched rule
   assert scan_products(infer, params) == [2]
   np.testing.assert_allclose(jax.jit(infer)(params)[1], jaxrnn.unroll(cell, params, xs, carry)[1], rtol=1e-6)
   # Training never takes the joint product: its gradients are the same to the bit either way.
@@ -734,9 +715,13 @@ def test_gru_inference_takes_one_product_per_step_where_the_rule_allows(monkeypa
     np.testing.assert_array_equal(a, b)
   monkeypatch.undo()
   jax.clear_caches()  # no trace made under the patched rule outlives this test
-  # The reset before the product keeps its three products (the reset multiplies h before the candidate's).
-  before = CELLS["gru_reset_before"]
-  assert scan_products(lambda p: jaxrnn.unroll(before, p, xs, carry), inputs(before)[0]) == [3]
+
+
+def test_gru_with_the_reset_before_the_product_keeps_three_products_per_step():
+  """The reset multiplies h before the candidate's product, so its inference has no joint product."""
+  cell = CELLS["gru_reset_before"]
+  params, xs, carry = inputs(cell)
+  assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry), params) == [3]
 
 
 def test_gru_joint_rule_counts_the_rows_of_every_vmapped_example():

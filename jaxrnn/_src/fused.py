@@ -163,13 +163,13 @@ def _gru_joint(rows: int, I: int, H: int) -> bool:
   W_h_n]]``, a kernel with an ``(I + H, H)`` block of zeros, instead of two (``rows``: the product's rows).
 
   Where the zeros' multiply-adds per step, ``rows (I + H) H``, are at most ``GRU_JOINT_MAX_WORK``, one product saves
-  more per step than it adds: at (B, T, I, H) = (32, 100, 2, 8) inference took 0.32x the time of two products, at
-  (32, 100, 8, 16) and (8, 100, 8, 32) 0.85x and 0.89x; above it, one product was level or slower (1.00x at (32,
-  100, 8, 32), 1.05x at (64, 100, 16, 32)). At ``H = 8`` it pays at any size (0.20x at (1024, 100, 8, 8), 0.37x at
+  more per step than it adds: at (B, T, I, H) = (32, 100, 2, 8) inference took 0.33x the time of two products, at
+  (32, 100, 8, 16) and (8, 100, 8, 32) 0.84x and 0.89x; above it, one product was level or slower (1.00x at (32,
+  100, 8, 32), 1.04x at (64, 100, 16, 32)). At ``H = 8`` it pays at any size (0.18x at (1024, 100, 8, 8), 0.36x at
   (256, 100, 64, 8)): there the two-product step's elementwise fusion comes out of XLA CPU's compiler unvectorised
-  (scalar code, checked in the LLVM IR of jax 0.10.2) and the one-product step's does not. At ``H = 1`` one
-  product was slower (1.80x at (32, 100, 2, 1)). ``python -m benchmarks.joint_product --cells gru``,
-  ``BENCHMARKS.md``."""
+  (scalar code in the LLVM IR of jax 0.10.2: ``python -m benchmarks.vectorised``) and the one-product step's does
+  not. At ``H = 1`` one product was slower (1.60x at (32, 100, 2, 1)). ``python -m benchmarks.joint_product --cells
+  gru``, ``BENCHMARKS.md`` (section *joint_product*)."""
   return H >= 2 and (H <= 8 or rows * (I + H) * H <= GRU_JOINT_MAX_WORK)
 
 
