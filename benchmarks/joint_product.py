@@ -35,15 +35,16 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   params = cell.init(jax.random.key(0), I)
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls, results = {}, {}
-  limits = (fused.JOINT_MAX_BYTES, fused._gru_joint)
-  rules = {"two": (0, lambda *_: False), "joint": limits, "always": (1 << 62, lambda *_: True)}
-  for name, (bytes_, gru_joint) in rules.items():
-    fused.JOINT_MAX_BYTES, fused._gru_joint = bytes_, gru_joint  # read when traced, by the first calls below
+  never, ever = (lambda *_: False), (lambda *_: True)
+  limits = (fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed)
+  rules = {"two": (0, never, never), "joint": limits, "always": (1 << 62, ever, never)}
+  for name, rule in rules.items():
+    fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed = rule  # read when traced, by the calls below
     try:
       grad, fwd = models.unroll_step_and_forward(cell)
       results[name] = (fwd(params, xs), grad(params, xs))
     finally:
-      fused.JOINT_MAX_BYTES, fused._gru_joint = limits
+      fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed = limits
     calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   models.assert_agree(results["joint"], results["two"])
   models.assert_agree(results["always"], results["two"])

@@ -738,3 +738,26 @@ def test_gru_joint_rule_counts_the_rows_of_every_vmapped_example():
   np.testing.assert_allclose(every(xs)[3], one(params, xs[3]), rtol=1e-5, atol=1e-6)
   # Small hidden layers take one product at any size: there two products' step is left unvectorised by XLA CPU.
   assert fused._gru_joint(1024, 8, 8) and not fused._gru_joint(1, 2, 1)
+
+
+@pytest.mark.parametrize("option", ["plain", "lengths_reverse", "truncate"])
+def test_gru_transposed_inference_equals_reference(option):
+  """At 8 < H < 16 with 32 rows or more the GRU's inference runs its step transposed (fused._gru_transposed), with a
+  recurrent mask here too; the reference path's cell runs untransposed."""
+  h, b = 12, 32
+  assert fused._gru_transposed(b, h) and not fused._gru_transposed(b, 16) and not fused._gru_transposed(16, h)
+  mask = jnp.asarray((np.random.default_rng(6).random((b, h)) > 0.3) / 0.7, jnp.float32)
+  cell = jaxrnn.with_recurrent_mask(jaxrnn.gru(h), mask)
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 7)
+  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 8, scale=1.0)
+  carry = random_tree(jax.ShapeDtypeStruct((b, h), jnp.float32), 9)
+  kwargs = dict(OPTIONS[option])
+  if "lengths" in kwargs:
+    kwargs["lengths"] = jnp.asarray(np.random.default_rng(10).integers(0, T + 1, b), jnp.int32)
+  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
+  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
+  assert rel_err(got, want) <= OUT_TOL
+  # The transposed step is the one taken: one product whose result has the gates first, (4 H, B).
+  assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1], params) == [1]
+  jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1])(params))
+  assert f"f32[{4 * h},{b}] = dot_general" in jaxpr

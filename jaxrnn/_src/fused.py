@@ -173,6 +173,19 @@ def _gru_joint(rows: int, I: int, H: int) -> bool:
   return H >= 2 and (H <= 8 or rows * (I + H) * H <= GRU_JOINT_MAX_WORK)
 
 
+def _gru_transposed(B: int, H: int) -> bool:
+  """Whether the GRU's inference takes its step transposed, features by batch (``B``: the step's rows, within one
+  vmapped example), with :func:`_gru_joint`'s one product.
+
+  XLA CPU's compiler leaves the step's elementwise fusion unvectorised (scalar code) at some widths below 16
+  (``python -m benchmarks.vectorised``): its loops run along the features. Transposed they run along the batch,
+  which pays from 32 rows on: inference took 0.26x to 0.62x the two-product time at (B, T, I, H) = (32, 100, 8,
+  12), (256, 100, 8, 12), (128, 100, 16, 15) and (64, 100, 8, 10), where the untransposed one product took 0.90x
+  to 1.01x; at (16, 100, 8, 10), 16 rows, an earlier version of this rule that took it there was 1.07x slower
+  (``python -m benchmarks.joint_product --cells gru``, ``BENCHMARKS.md``, section *joint_product*)."""
+  return 8 < H < 16 and B >= 32
+
+
 def _xh_joint(p: Any, x: Array, h: Array) -> Array:
   """``x W_x + h W_h + b`` as one product of ``[x, h]`` and ``[W_x; W_h]`` per step, for kernels up to
   ``JOINT_MAX_BYTES`` (XLA stacks the weights once per call, outside the loop); :func:`_xh` above that.
@@ -333,8 +346,9 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     return drz[:, H:] * hpn + dn * omz + z * dh
 
   def infer_step(p, h, x, m, rows):
-    I = x.shape[-1]
-    if not reset_after or _TWO_PRODUCTS.get() or not _gru_joint(rows, I, H):
+    I, B = x.shape[-1], x.shape[0]
+    transposed = _gru_transposed(B, H)
+    if not reset_after or _TWO_PRODUCTS.get() or not (transposed or _gru_joint(rows, I, H)):
       return step(p, h, x, m)
     # One product of [x, h] with [[W_x_rz, W_x_n, 0], [W_h_rz, 0, W_h_n]]: the r and z blocks sum both sides,
     # the last two keep the candidate's input and recurrent parts apart. XLA builds the kernel once per call.
@@ -346,10 +360,19 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
       ],
       axis=0,
     )
-    g = jnp.concatenate([x, _masked(h, m)], axis=-1) @ w
+    xh = jnp.concatenate([x, _masked(h, m)], axis=-1)
+    # Transposed, the gates are (4 H, B) and every elementwise operation runs along the batch (see _gru_transposed).
+    g = w.T @ xh.T if transposed else xh @ w
     if p.b is not None or p.b_hn is not None:
-      b = jnp.zeros((3 * H,), dt) if p.b is None else p.b
-      g = g + _row(jnp.concatenate([b, jnp.zeros((H,), dt) if p.b_hn is None else p.b_hn]))
+      b = jnp.concatenate(
+        [jnp.zeros((3 * H,), dt) if p.b is None else p.b, jnp.zeros((H,), dt) if p.b_hn is None else p.b_hn]
+      )
+      g = g + (b[:, None] if transposed else _row(b))
+    if transposed:
+      rz = _sigmoid(g[: 2 * H])
+      n = jnp.tanh(g[2 * H : 3 * H] + rz[:H] * g[3 * H :])
+      h = ((1.0 - rz[H:]) * n + rz[H:] * h.T).T
+      return h, h, ()
     rz, hn = _sigmoid(g[:, : 2 * H]), g[:, 3 * H :]
     r, z = rz[:, :H], rz[:, H:]
     n = jnp.tanh(g[:, 2 * H : 3 * H] + r * hn)
