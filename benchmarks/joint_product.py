@@ -8,7 +8,7 @@ Usage::
 
 Evaluated without derivatives, the fast path's LSTM kernel stacks its input and recurrent kernels once per call
 and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``; the GRU's
-(reset after the product) takes one with a kernel holding a block of zeros, where ``fused._gru_joint`` says so.
+(reset after the product) takes one with a kernel holding a block of zeros, where ``fused._joint_reset_after`` says so.
 Their derivatives' forward passes keep the two products. This times, in one process with
 :func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss ``mean(ys **
 2)``) and the forward pass of ``jaxrnn.unroll`` as it is (``joint``: one product per step where the rules above
@@ -36,15 +36,17 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls, results = {}, {}
   never, ever = (lambda *_: False), (lambda *_: True)
-  limits = (fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed)
+  limits = (fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after)
   rules = {"two": (0, never, never), "joint": limits, "always": (1 << 62, ever, never)}
   for name, rule in rules.items():
-    fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed = rule  # read when traced, by the calls below
+    fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after = (
+      rule  # read when traced, by the calls below
+    )
     try:
       grad, fwd = models.unroll_step_and_forward(cell)
       results[name] = (fwd(params, xs), grad(params, xs))
     finally:
-      fused.JOINT_MAX_BYTES, fused._gru_joint, fused._gru_transposed = limits
+      fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after = limits
     calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   models.assert_agree(results["joint"], results["two"])
   models.assert_agree(results["always"], results["two"])

@@ -33,8 +33,13 @@ def make_inputs(B: int, T: int, I: int, seed: int = 0) -> np.ndarray:
 
 
 def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
-  """``jaxrnn.lstm``, ``gru`` or ``elman`` with ``H`` hidden units, by name."""
-  factories: dict[str, Callable[[int], jaxrnn.Cell]] = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}
+  """``jaxrnn.lstm``, ``gru``, ``mgu`` or ``elman`` with ``H`` hidden units, by name."""
+  factories: dict[str, Callable[[int], jaxrnn.Cell]] = {
+    "lstm": jaxrnn.lstm,
+    "gru": jaxrnn.gru,
+    "mgu": jaxrnn.mgu,
+    "elman": jaxrnn.elman,
+  }
   return factories[cell](H)
 
 

@@ -118,9 +118,9 @@ def test_engine_sizes_fast_path_chunks_for_one_sequence(monkeypatch):
   assert rows and set(rows) == {1}  # one sequence's rows, not 3 trials x 4 sequences
 
 
-@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "mgu"])
 def test_engine_evaluates_with_two_products_per_step(cell_name):
-  """jaxrnn's LSTM and GRU evaluate with one product of [x, h] per step (fused._xh_joint, fused._gru_joint); the
+  """jaxrnn's LSTM and GRU evaluate with one product of [x, h] per step (fused._xh_joint, fused._joint_reset_after); the
   engine's models take two, under fused.two_products_per_step, so the committed rows' test scores are computed as
   when they were made. Outside the engine the same cell takes one."""
   raw = {

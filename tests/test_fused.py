@@ -651,7 +651,7 @@ def test_grud_takes_the_reference_path_with_traced_means_or_inside_time_decay():
 
 # The LSTM kernel's inference (no derivative taken) computes x W_x + h W_h as one product of [x, h] and
 # [W_x; W_h] per step (fused._xh_joint), and the GRU's (reset after the product) one of [x, h] and a kernel with
-# a block of zeros (fused._gru_joint); their derivatives' forward passes keep the two products.
+# a block of zeros (fused._joint_reset_after); their derivatives' forward passes keep the two products.
 INFERENCE_CASES = [
   (n, o)
   for n in (
@@ -661,6 +661,8 @@ INFERENCE_CASES = [
     "lstm_proj_peepholes_no_forget",
     "gru",
     "gru_no_bias",
+    "mgu",
+    "mgu_no_reset",
   )
   for o in ("plain", "lengths_reverse", "batch_major_unroll", "truncate")
 ]
@@ -680,7 +682,7 @@ def test_joint_product_inference_equals_reference(name, option):
   assert rel_err(got, want) <= OUT_TOL
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "mgu"])
 def test_joint_product_inference_with_recurrent_mask_and_resets_equals_reference(name):
   cell = jaxrnn.with_recurrent_mask(CELLS[name], RECURRENT_MASK)
   params, xs, carry = inputs(CELLS[name], seed=4)
@@ -690,7 +692,11 @@ def test_joint_product_inference_with_recurrent_mask_and_resets_equals_reference
 
 
 # Per cell: the fused-module rule patched to take two products per step everywhere, and its patched value.
-TWO_PRODUCTS_PATCH = {"lstm": ("JOINT_MAX_BYTES", 0), "gru": ("_gru_joint", lambda rows, i, h: False)}
+TWO_PRODUCTS_PATCH = {
+  "lstm": ("JOINT_MAX_BYTES", 0),
+  "gru": ("_joint_reset_after", lambda rows, i, h: False),
+  "mgu": ("_joint_reset_after", lambda rows, i, h: False),
+}
 
 
 @pytest.mark.parametrize("name", sorted(TWO_PRODUCTS_PATCH))
@@ -724,10 +730,10 @@ def test_gru_with_the_reset_before_the_product_keeps_three_products_per_step():
   assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry), params) == [3]
 
 
-def test_gru_joint_rule_counts_the_rows_of_every_vmapped_example():
+def test_joint_reset_after_rule_counts_the_rows_of_every_vmapped_example():
   """The zeros' work is counted over the rows of all examples an enclosing vmap runs (fused.mapped_size)."""
   h, i, b, n = 32, 8, 4, 16  # 4 rows: 5,120 multiply-adds of zeros per step; 16 examples of them: 81,920
-  assert fused._gru_joint(b, i, h) and not fused._gru_joint(b * n, i, h)
+  assert fused._joint_reset_after(b, i, h) and not fused._joint_reset_after(b * n, i, h)
   cell = jaxrnn.gru(h)
   params = cell.init(jax.random.key(0), i)
   xs = jnp.ones((n, 3, b, i), jnp.float32)
@@ -737,17 +743,22 @@ def test_gru_joint_rule_counts_the_rows_of_every_vmapped_example():
   assert scan_products(every, xs) == [2]
   np.testing.assert_allclose(every(xs)[3], one(params, xs[3]), rtol=1e-5, atol=1e-6)
   # Small hidden layers take one product at any size: there two products' step is left unvectorised by XLA CPU.
-  assert fused._gru_joint(1024, 8, 8) and not fused._gru_joint(1, 2, 1)
+  assert fused._joint_reset_after(1024, 8, 8) and not fused._joint_reset_after(1, 2, 1)
 
 
-@pytest.mark.parametrize("option", ["plain", "lengths_reverse", "truncate"])
-def test_gru_transposed_inference_equals_reference(option):
-  """At 8 < H < 16 with 32 rows or more the GRU's inference runs its step transposed (fused._gru_transposed), with a
-  recurrent mask here too; the reference path's cell runs untransposed."""
+TRANSPOSED_CASES = [(c, o) for c in ("gru", "mgu", "mgu_no_reset") for o in ("plain", "lengths_reverse", "truncate")]
+
+
+@pytest.mark.parametrize(("name", "option"), TRANSPOSED_CASES, ids=[f"{o}-{n}" for n, o in TRANSPOSED_CASES])
+def test_transposed_reset_after_inference_equals_reference(name, option):
+  """At 8 < H < 16 with 32 rows or more the GRU's and the MGU's inference run their step transposed
+  (fused._transposed_reset_after), with a recurrent mask here too; the reference path's cell runs untransposed."""
   h, b = 12, 32
-  assert fused._gru_transposed(b, h) and not fused._gru_transposed(b, 16) and not fused._gru_transposed(16, h)
+  rule = fused._transposed_reset_after
+  assert rule(b, h) and not rule(b, 16) and not rule(16, h)
   mask = jnp.asarray((np.random.default_rng(6).random((b, h)) > 0.3) / 0.7, jnp.float32)
-  cell = jaxrnn.with_recurrent_mask(jaxrnn.gru(h), mask)
+  make = {"gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "mgu_no_reset": functools.partial(jaxrnn.mgu, reset_gate=False)}
+  cell = jaxrnn.with_recurrent_mask(make[name](h), mask)
   params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 7)
   xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 8, scale=1.0)
   carry = random_tree(jax.ShapeDtypeStruct((b, h), jnp.float32), 9)
@@ -757,7 +768,7 @@ def test_gru_transposed_inference_equals_reference(option):
   got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
   want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
   assert rel_err(got, want) <= OUT_TOL
-  # The transposed step is the one taken: one product whose result has the gates first, (4 H, B).
+  # The transposed step is the one taken: one product whose result has the gates first, (4 H, B) or (3 H, B).
   assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1], params) == [1]
   jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1])(params))
-  assert f"f32[{4 * h},{b}] = dot_general" in jaxpr
+  assert f"f32[{(4 if name == 'gru' else 3) * h},{b}] = dot_general" in jaxpr

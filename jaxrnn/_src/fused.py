@@ -154,35 +154,39 @@ def _xh(p: Any, x: Array, h: Array) -> Array:
 
 # The largest stacked kernel [W_x; W_h] (bytes) for which :func:`_xh_joint` takes one product per step.
 JOINT_MAX_BYTES = 1 << 20
-# The GRU's inference (reset after the product) takes one product per step where :func:`_gru_joint` says so.
-GRU_JOINT_MAX_WORK = 1 << 15
+# The GRU's and the MGU's inference take one product per step where :func:`_joint_reset_after` says so.
+JOINT_MAX_ZEROS_WORK = 1 << 15
 
 
-def _gru_joint(rows: int, I: int, H: int) -> bool:
-  """Whether the GRU's inference takes one product per step, ``[x, h]`` with ``[[W_x_rz, W_x_n, 0], [W_h_rz, 0,
-  W_h_n]]``, a kernel with an ``(I + H, H)`` block of zeros, instead of two (``rows``: the product's rows).
+def _joint_reset_after(rows: int, I: int, H: int) -> bool:
+  """Whether the GRU's (reset after the product) and the MGU's inference take one product per step, ``[x, h]``
+  with ``[[W_x_s, W_x_n, 0], [W_h_s, 0, W_h_n]]``, a kernel with an ``(I + H, H)`` block of zeros, instead of two
+  (``rows``: the product's rows; :func:`_reset_after_infer`).
 
-  Where the zeros' multiply-adds per step, ``rows (I + H) H``, are at most ``GRU_JOINT_MAX_WORK``, one product saves
+  Where the zeros' multiply-adds per step, ``rows (I + H) H``, are at most ``JOINT_MAX_ZEROS_WORK``, one product saves
   more per step than it adds: at (B, T, I, H) = (32, 100, 2, 8) inference took 0.33x the time of two products, at
   (32, 100, 8, 16) and (8, 100, 8, 32) 0.84x and 0.89x; above it, one product was level or slower (1.00x at (32,
   100, 8, 32), 1.04x at (64, 100, 16, 32)). At ``H = 8`` it pays at any size (0.18x at (1024, 100, 8, 8), 0.36x at
   (256, 100, 64, 8)): there the two-product step's elementwise fusion comes out of XLA CPU's compiler unvectorised
   (scalar code in the LLVM IR of jax 0.10.2: ``python -m benchmarks.vectorised``) and the one-product step's does
-  not. At ``H = 1`` one product was slower (1.60x at (32, 100, 2, 1)). ``python -m benchmarks.joint_product --cells
-  gru``, ``BENCHMARKS.md`` (section *joint_product*)."""
-  return H >= 2 and (H <= 8 or rows * (I + H) * H <= GRU_JOINT_MAX_WORK)
+  not. At ``H = 1`` one product was slower (1.60x at (32, 100, 2, 1)). Those are the GRU's times; the MGU's, whose
+  zeros are a third of its kernel where the GRU's are a quarter, under the same rule: 0.79x at (32, 100, 2, 8),
+  0.94x to 1.04x at small shapes with H = 16 and 32, unchanged at larger ones. ``python -m benchmarks.joint_product
+  --cells gru`` (and ``mgu``), ``BENCHMARKS.md`` (section *joint_product*)."""
+  return H >= 2 and (H <= 8 or rows * (I + H) * H <= JOINT_MAX_ZEROS_WORK)
 
 
-def _gru_transposed(B: int, H: int) -> bool:
-  """Whether the GRU's inference takes its step transposed, features by batch (``B``: the step's rows, within one
-  vmapped example), with :func:`_gru_joint`'s one product.
+def _transposed_reset_after(B: int, H: int) -> bool:
+  """Whether the GRU's and the MGU's inference take their step transposed, features by batch (``B``: the step's
+  rows, within one vmapped example), with :func:`_joint_reset_after`'s one product.
 
   XLA CPU's compiler leaves the step's elementwise fusion unvectorised (scalar code) at some widths below 16
   (``python -m benchmarks.vectorised``): its loops run along the features. Transposed they run along the batch,
   which pays from 32 rows on: inference took 0.26x to 0.62x the two-product time at (B, T, I, H) = (32, 100, 8,
   12), (256, 100, 8, 12), (128, 100, 16, 15) and (64, 100, 8, 10), where the untransposed one product took 0.90x
-  to 1.01x; at (16, 100, 8, 10), 16 rows, an earlier version of this rule that took it there was 1.07x slower
-  (``python -m benchmarks.joint_product --cells gru``, ``BENCHMARKS.md``, section *joint_product*)."""
+  to 1.01x; at (16, 100, 8, 10), 16 rows, an earlier version of this rule that took it there was 1.07x slower.
+  The MGU's: 0.78x at (32, 100, 8, 12), 0.28x at (256, 100, 8, 12). ``python -m benchmarks.joint_product --cells
+  gru`` (and ``mgu``), ``BENCHMARKS.md`` (section *joint_product*)."""
   return 8 < H < 16 and B >= 32
 
 
@@ -276,6 +280,46 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
   return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, chunk_scale=4)
 
 
+def _reset_after_infer(step, p, h, x, m, rows, H, S, *, reset):
+  """The inference step of a gated cell whose candidate reads its recurrent product after the reset (the GRU with
+  ``reset_after``, the MGU): ``s = sigmoid(x W_x_s + h W_h_s + b_s)`` (``S`` wide), ``n = tanh(x W_x_n + b_n + r
+  (h W_h_n + b_hn))`` with ``r`` the first ``H`` of ``s`` (1 without ``reset``), ``h' = (1 - z) n + z h`` with ``z``
+  the last ``H``. Where :func:`_transposed_reset_after` or :func:`_joint_reset_after` allow it, one product of
+  ``[x, h]`` with ``[[W_x_s, W_x_n, 0], [W_h_s, 0, W_h_n]]`` per step (the candidate's input and recurrent parts
+  kept apart by a block of zeros; XLA builds the kernel once per call), transposed where the first says so; else
+  ``step``."""
+  I, B = x.shape[-1], x.shape[0]
+  transposed = _transposed_reset_after(B, H)
+  if _TWO_PRODUCTS.get() or not (transposed or _joint_reset_after(rows, I, H)):
+    return step(p, h, x, m)
+  dt = p.w_h.dtype
+  w = jnp.concatenate(
+    [
+      jnp.concatenate([p.w_x, jnp.zeros((I, H), dt)], axis=1),
+      jnp.concatenate([p.w_h[:, :S], jnp.zeros((H, H), dt), p.w_h[:, S:]], axis=1),
+    ],
+    axis=0,
+  )
+  xh = jnp.concatenate([x, _masked(h, m)], axis=-1)
+  # Transposed, the gates are (S + 2 H, B) and the elementwise operations run along the batch (_transposed_reset_after).
+  g = w.T @ xh.T if transposed else xh @ w
+  if p.b is not None or p.b_hn is not None:
+    b = jnp.concatenate(
+      [jnp.zeros((S + H,), dt) if p.b is None else p.b, jnp.zeros((H,), dt) if p.b_hn is None else p.b_hn]
+    )
+    g = g + (b[:, None] if transposed else _row(b))
+
+  def cols(a: Array, lo: int, hi: int) -> Array:  # the features lo:hi, whichever way round
+    return a[lo:hi] if transposed else a[:, lo:hi]
+
+  s = _sigmoid(cols(g, 0, S))
+  hn = cols(g, S + H, S + 2 * H)
+  n = jnp.tanh(cols(g, S, S + H) + (cols(s, 0, H) * hn if reset else hn))
+  z = cols(s, S - H, S)
+  h = ((1.0 - z) * n + z * h.T).T if transposed else (1.0 - z) * n + z * h
+  return h, h, ()
+
+
 # ----------------------------------------------------------------------------
 # GRU
 
@@ -346,38 +390,9 @@ def _gru_kernel(hidden_size: int, reset_after: bool) -> Kernel:
     return drz[:, H:] * hpn + dn * omz + z * dh
 
   def infer_step(p, h, x, m, rows):
-    I, B = x.shape[-1], x.shape[0]
-    transposed = _gru_transposed(B, H)
-    if not reset_after or _TWO_PRODUCTS.get() or not (transposed or _gru_joint(rows, I, H)):
+    if not reset_after:
       return step(p, h, x, m)
-    # One product of [x, h] with [[W_x_rz, W_x_n, 0], [W_h_rz, 0, W_h_n]]: the r and z blocks sum both sides,
-    # the last two keep the candidate's input and recurrent parts apart. XLA builds the kernel once per call.
-    dt = p.w_h.dtype
-    w = jnp.concatenate(
-      [
-        jnp.concatenate([p.w_x, jnp.zeros((I, H), dt)], axis=1),
-        jnp.concatenate([p.w_h[:, : 2 * H], jnp.zeros((H, H), dt), p.w_h[:, 2 * H :]], axis=1),
-      ],
-      axis=0,
-    )
-    xh = jnp.concatenate([x, _masked(h, m)], axis=-1)
-    # Transposed, the gates are (4 H, B) and every elementwise operation runs along the batch (see _gru_transposed).
-    g = w.T @ xh.T if transposed else xh @ w
-    if p.b is not None or p.b_hn is not None:
-      b = jnp.concatenate(
-        [jnp.zeros((3 * H,), dt) if p.b is None else p.b, jnp.zeros((H,), dt) if p.b_hn is None else p.b_hn]
-      )
-      g = g + (b[:, None] if transposed else _row(b))
-    if transposed:
-      rz = _sigmoid(g[: 2 * H])
-      n = jnp.tanh(g[2 * H : 3 * H] + rz[:H] * g[3 * H :])
-      h = ((1.0 - rz[H:]) * n + rz[H:] * h.T).T
-      return h, h, ()
-    rz, hn = _sigmoid(g[:, : 2 * H]), g[:, 3 * H :]
-    r, z = rz[:, :H], rz[:, H:]
-    n = jnp.tanh(g[:, 2 * H : 3 * H] + r * hn)
-    h = (1.0 - z) * n + z * h
-    return h, h, (rz, n, hn, h)
+    return _reset_after_infer(step, p, h, x, m, rows, H, 2 * H, reset=True)
 
   return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, infer_step=infer_step)
 
@@ -431,7 +446,10 @@ def _mgu_kernel(hidden_size: int, reset_gate: bool) -> Kernel:
     v = _add(lin_t[0], dgh * ff if reset_gate else dgh)
     return _block_sum(v * q, 2) + f * dh
 
-  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h)
+  def infer_step(p, h, x, m, rows):
+    return _reset_after_infer(step, p, h, x, m, rows, H, H, reset=reset_gate)
+
+  return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, infer_step=infer_step)
 
 
 # ----------------------------------------------------------------------------
@@ -973,9 +991,10 @@ _TWO_PRODUCTS = contextvars.ContextVar("jaxrnn_fused_two_products_per_step", def
 
 @contextlib.contextmanager
 def two_products_per_step() -> Iterator[None]:
-  """While tracing within it, the LSTM's and the GRU's inference take two products per step (:func:`_xh`), as
-  before :func:`_xh_joint` and :func:`_gru_joint`. The experiments' engine evaluates its models under it, so that
-  the test scores of the committed rows are computed as when they were made (one product sums in another order)."""
+  """While tracing within it, the LSTM's, the GRU's and the MGU's inference take the products of their training
+  step (:func:`_xh`), as before :func:`_xh_joint` and :func:`_reset_after_infer`. The experiments' engine evaluates
+  its models under it, so that the test scores of the committed rows are computed as when they were made (one
+  product sums in another order)."""
   token = _TWO_PRODUCTS.set(True)
   try:
     yield
