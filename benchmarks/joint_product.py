@@ -1,5 +1,5 @@
-"""The LSTM's and the GRU's inference with one product per step, ``[x, h]`` with a stacked kernel, against two,
-``x W_x + h W_h``.
+"""The inference of the LSTM, the GRU and the MGU with one product per step, ``[x, h]`` with a stacked kernel, and
+transposed at small widths, against two products, ``x W_x + h W_h``.
 
 Usage::
 
@@ -7,13 +7,15 @@ Usage::
                                      [--rounds 7]
 
 Evaluated without derivatives, the fast path's LSTM kernel stacks its input and recurrent kernels once per call
-and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``; the GRU's
-(reset after the product) takes one with a kernel holding a block of zeros, where ``fused._joint_reset_after`` says so.
-Their derivatives' forward passes keep the two products. This times, in one process with
-:func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss ``mean(ys **
-2)``) and the forward pass of ``jaxrnn.unroll`` as it is (``joint``: one product per step where the rules above
-allow it), traced with two products per step everywhere (``two``) and with one everywhere (``always``: the rules
-lifted), after checking that they agree, then prints medians in milliseconds and each time over ``two``'s.
+and takes one product per step (``fused._xh_joint``), for kernels up to ``fused.JOINT_MAX_BYTES``, and scans on
+transposed arrays at small widths (``fused._transposed_lstm``); the GRU's (reset after the product) and the MGU's
+take one product with a kernel holding a block of zeros where ``fused._joint_reset_after`` says so, transposed
+where ``fused._transposed_reset_after`` does (``fused._reset_after_infer``). Their derivatives' forward passes
+keep the two products. This times, in one process with :func:`benchmarks.timing.measure` (interleaved blocks), the
+training step (forward and backward, loss ``mean(ys ** 2)``) and the forward pass of ``jaxrnn.unroll`` as it is
+(``joint``: the rules above), traced with two products per step everywhere (``two``) and with one untransposed
+product everywhere (``always``: the rules lifted, the transposed steps off), after checking that they agree, then
+prints medians in milliseconds and each time over ``two``'s.
 """
 
 from __future__ import annotations
@@ -36,17 +38,18 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
   xs = jnp.asarray(models.make_inputs(B, T, I))
   calls, results = {}, {}
   never, ever = (lambda *_: False), (lambda *_: True)
-  limits = (fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after)
-  rules = {"two": (0, never, never), "joint": limits, "always": (1 << 62, ever, never)}
+  names = ("JOINT_MAX_BYTES", "_joint_reset_after", "_transposed_reset_after", "_transposed_lstm")
+  limits = tuple(getattr(fused, n) for n in names)
+  rules = {"two": (0, never, never, never), "joint": limits, "always": (1 << 62, ever, never, never)}
   for name, rule in rules.items():
-    fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after = (
-      rule  # read when traced, by the calls below
-    )
+    for n, v in zip(names, rule, strict=True):  # read when traced, by the calls below
+      setattr(fused, n, v)
     try:
       grad, fwd = models.unroll_step_and_forward(cell)
       results[name] = (fwd(params, xs), grad(params, xs))
     finally:
-      fused.JOINT_MAX_BYTES, fused._joint_reset_after, fused._transposed_reset_after = limits
+      for n, v in zip(names, limits, strict=True):
+        setattr(fused, n, v)
     calls[f"train {name}"], calls[f"infer {name}"] = models.blocking_calls(grad, fwd, params, xs)
   models.assert_agree(results["joint"], results["two"])
   models.assert_agree(results["always"], results["two"])

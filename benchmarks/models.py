@@ -33,9 +33,11 @@ def make_inputs(B: int, T: int, I: int, seed: int = 0) -> np.ndarray:
 
 
 def jaxrnn_cell(cell: str, H: int) -> jaxrnn.Cell:
-  """``jaxrnn.lstm``, ``gru``, ``mgu`` or ``elman`` with ``H`` hidden units, by name."""
+  """``jaxrnn.lstm``, ``gru``, ``mgu`` or ``elman`` with ``H`` hidden units, by name (``lstm_peepholes``: the LSTM
+  with peepholes)."""
   factories: dict[str, Callable[[int], jaxrnn.Cell]] = {
     "lstm": jaxrnn.lstm,
+    "lstm_peepholes": lambda h: jaxrnn.lstm(h, peepholes=True),
     "gru": jaxrnn.gru,
     "mgu": jaxrnn.mgu,
     "elman": jaxrnn.elman,

@@ -772,3 +772,50 @@ def test_transposed_reset_after_inference_equals_reference(name, option):
   assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1], params) == [1]
   jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1])(params))
   assert f"f32[{(4 if name == 'gru' else 3) * h},{b}] = dot_general" in jaxpr
+
+
+TRANSPOSED_LSTM_CASES = [
+  (n, o)
+  for n in ("plain", "peepholes", "no_forget", "no_forget_peepholes_no_bias")
+  for o in ("plain", "reverse", "truncate", "lengths_reverse")
+]
+TRANSPOSED_LSTMS = {
+  "plain": {},
+  "peepholes": {"peepholes": True},
+  "no_forget": {"forget_gate": False},
+  "no_forget_peepholes_no_bias": {"forget_gate": False, "peepholes": True, "bias": False},
+}
+
+
+@pytest.mark.parametrize(("name", "option"), TRANSPOSED_LSTM_CASES, ids=[f"{o}-{n}" for n, o in TRANSPOSED_LSTM_CASES])
+def test_transposed_lstm_inference_equals_reference(name, option):
+  """At H < 16 with 32 rows or more the LSTM's inference scans on transposed arrays (fused._transposed_lstm), with a
+  recurrent mask here too; with lengths it keeps its untransposed step."""
+  h, b = 12, 32
+  assert fused._transposed_lstm(b, h) and not fused._transposed_lstm(b, 16) and not fused._transposed_lstm(16, h)
+  mask = jnp.asarray((np.random.default_rng(11).random((b, h)) > 0.3) / 0.7, jnp.float32)
+  cell = jaxrnn.with_recurrent_mask(jaxrnn.lstm(h, **TRANSPOSED_LSTMS[name]), mask)
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 12)
+  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 13, scale=1.0)
+  carry = random_tree(jax.eval_shape(lambda: cell.initial_carry((b,))), 14)
+  kwargs = dict(OPTIONS[option])
+  if "lengths" in kwargs:
+    kwargs["lengths"] = jnp.asarray(np.random.default_rng(15).integers(0, T + 1, b), jnp.int32)
+  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
+  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
+  assert rel_err(got, want) <= OUT_TOL
+  jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry, **kwargs)[1])(params))
+  gates = (4 if name in ("plain", "peepholes") else 3) * h
+  assert (f"f32[{gates},{b}] = dot_general" in jaxpr) == ("lengths" not in kwargs)
+
+
+@pytest.mark.parametrize("proj_size", [None, 5])
+def test_transposed_lstm_is_not_taken_with_a_projection_or_in_the_engine(proj_size):
+  h, b = 12, 32
+  xs = jnp.ones((T, b, I), jnp.float32)
+  cell = jaxrnn.lstm(h, proj_size=proj_size)
+  params = cell.init(jax.random.key(0), I)
+  transposed = f"f32[{4 * h},{b}] = dot_general" in str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs))(params))
+  assert transposed == (proj_size is None)
+  with fused.two_products_per_step():  # as the experiments' engine evaluates: the training step's products
+    assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs), params) == [2 if proj_size is None else 3]

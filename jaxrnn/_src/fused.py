@@ -89,6 +89,10 @@ class Kernel(NamedTuple):
       taken where the sequence is evaluated without derivatives (the plain scan of :func:`sequence`'s primal);
       ``rows`` is how many rows the step's products hold over every example an enclosing ``vmap`` runs. The
       derivative's forward pass always takes ``step``, so training computes the same numbers either way.
+    transposed: None, or ``(params, B) -> None or transposed_step``: where it gives a step, a sequence evaluated
+      without derivatives, with no lengths, mask, resets or decay, is scanned on transposed arrays, the carry's
+      leaves ``(F, B)`` and the inputs ``(K, I, B)``: ``transposed_step(params, carry, x_t, m) -> (carry, y)``
+      with ``m`` transposed too (``B``: the rows within one vmapped example).
 
   ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
@@ -103,6 +107,7 @@ class Kernel(NamedTuple):
   chunk_scale: int = 1
   h_leaf: int | None = 0
   infer_step: Callable[..., tuple[Carry, Array, tuple[Array, ...]]] | None = None
+  transposed: Callable[[Any, int], Callable[..., tuple[Carry, Array]] | None] | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -278,6 +283,21 @@ def _elman_kernel(hidden_size: int, nonlinearity: str) -> Kernel:
     return _add(lin_t, _rec(_masked(dh, m), wt)) * kn[0]
 
   return Kernel(step, carry_of, knowns, lin, tangent, lambda h: h, chunk_scale=4)
+
+
+def _transposed_lstm(B: int, H: int) -> bool:
+  """Whether the LSTM's inference (without a projection) takes its step transposed, features by batch (``B``: the
+  step's rows, within one vmapped example), as :func:`_transposed_reset_after` for the GRU.
+
+  At ``H < 16`` XLA CPU leaves the peephole LSTM's elementwise fusions unvectorised (``python -m
+  benchmarks.vectorised``); transposed they run along the batch. Inference took 0.30x to 0.39x the two-product
+  time with peepholes at (B, T, I, H) = (32, 100, 2, 8), (32, 100, 8, 12), (256, 100, 8, 12) and (64, 100, 8, 10),
+  where one untransposed product took 0.89x to 0.91x, and 0.50x to 0.64x without them, against 0.63x to 0.89x; at
+  (16, 100, 8, 12), untransposed with 16 rows, 0.66x and 0.90x (``python -m benchmarks.joint_product --cells
+  lstm,lstm_peepholes``, ``BENCHMARKS.md``, section *joint_product*). The gates are computed per block here (a
+  sigmoid or ``tanh`` over each), which in this layout was faster than the untransposed step's one full-width
+  sigmoid (ad hoc, 2026-11-24)."""
+  return H < 16 and B >= 32
 
 
 def _reset_after_infer(step, p, h, x, m, rows, H, S, *, reset):
@@ -562,11 +582,42 @@ def _lstm_kernel(hidden_size: int, forget_gate: bool, peepholes: bool) -> Kernel
       dh = _add(dh @ p.w_proj, lin_proj)
     return cells_lib.LSTMCarry(dh, dc)
 
+  def transposed_step(wt, p, carry, x, m):
+    """The inference step on transposed arrays: carry leaves ``(H, B)``, ``x: (I, B)``, ``m: (H, B)`` or None; the
+    gates ``(G H, B)`` come from one product of ``wt = [W_x; W_h]^T`` and ``[x; h]``, and the elementwise operations
+    run along the batch (:func:`_transposed_lstm`). Returns ``(carry, h)``."""
+    h, c = carry
+    z = wt @ jnp.concatenate([x, h if m is None else h * m], axis=0)
+    if p.b is not None:
+      z = z + p.b[:, None]
+
+    def rows(a: Array, k: int) -> Array:  # gate k's block
+      return a[k * L.H : (k + 1) * L.H]
+
+    w = p.w_peep  # per gate, not one full-width sigmoid: each gate's block is a row block here
+    i = _sigmoid(rows(z, I_) if w is None else rows(z, I_) + w[0][:, None] * c)
+    if F_ is not None:
+      c = _sigmoid(rows(z, F_) if w is None else rows(z, F_) + w[1][:, None] * c) * c
+    c = c + i * jnp.tanh(rows(z, G_))
+    o = _sigmoid(rows(z, O_) if w is None else rows(z, O_) + w[-1][:, None] * c)
+    h = o * jnp.tanh(c)
+    return cells_lib.LSTMCarry(h, c), h
+
+  def transposed(p, B):
+    if p.w_proj is None and not _TWO_PRODUCTS.get() and _transposed_lstm(B, L.H):
+      # The kernel transposed once, before the loop, as a row-major array: XLA would otherwise fold the transpose
+      # into the product's dimensions, a form its CPU library calls (YNNPACK) do not take.
+      wt = jnp.concatenate([p.w_x, p.w_h], axis=0).T
+      return functools.partial(transposed_step, jax.lax.optimization_barrier(wt))
+    return None
+
   def infer_step(p, carry, x, m, rows):
     del rows  # one product costs no more arithmetic than two: its limit is the kernel's size alone
     return step(p, carry, x, m, xh=_xh_joint)
 
-  return Kernel(step, carry_of, knowns, lin, tangent, lambda carry: carry.h, infer_step=infer_step)
+  return Kernel(
+    step, carry_of, knowns, lin, tangent, lambda carry: carry.h, infer_step=infer_step, transposed=transposed
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -804,6 +855,18 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unr
   ``r: (K, B)`` bool or None: where True, the carry entering the step is ``rc`` instead. ``g``: None or a
   carry-shaped tree of ``(K, B, F)`` factors that multiply the carry entering each step (after a reset)."""
   masked = valid is not None
+  tstep = None
+  if infer is not None and kernel.transposed is not None and not masked and r is None and g is None:
+    tstep = kernel.transposed(p, x.shape[1])
+  if tstep is not None:  # the whole scan on transposed arrays: no transposes inside the loop
+
+    def tbody(carry, x_t):
+      return tstep(p, carry, x_t, None if m is None else m.T)
+
+    carry, ys = jax.lax.scan(
+      tbody, jax.tree.map(jnp.transpose, carry), jnp.swapaxes(x, 1, 2), reverse=reverse, unroll=unroll
+    )
+    return jax.tree.map(jnp.transpose, carry), jnp.swapaxes(ys, 1, 2), None
   step = kernel.step
   if infer is not None and kernel.infer_step is not None:
     step = functools.partial(kernel.infer_step, rows=infer)
