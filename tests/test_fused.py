@@ -746,32 +746,37 @@ def test_joint_reset_after_rule_counts_the_rows_of_every_vmapped_example():
   assert fused._joint_reset_after(1024, 8, 8) and not fused._joint_reset_after(1, 2, 1)
 
 
+def wide_batch_inference_jaxpr(make_cell, option, seed, h=12, b=32):
+  """``make_cell(h)`` with a recurrent mask, run over ``b`` rows with ``OPTIONS[option]``: its inference equals the
+  reference path's; returns the jaxpr of that inference (to see which step it took)."""
+  mask = jnp.asarray((np.random.default_rng(seed).random((b, h)) > 0.3) / 0.7, jnp.float32)
+  cell = jaxrnn.with_recurrent_mask(make_cell(h), mask)
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), seed + 1)
+  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), seed + 2, scale=1.0)
+  carry = random_tree(jax.eval_shape(lambda: cell.initial_carry((b,))), seed + 3)
+  kwargs = dict(OPTIONS[option])
+  if "lengths" in kwargs:
+    kwargs["lengths"] = jnp.asarray(np.random.default_rng(seed + 4).integers(0, T + 1, b), jnp.int32)
+  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
+  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
+  assert rel_err(got, want) <= OUT_TOL
+  return str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry, **kwargs)[1])(params))
+
+
 TRANSPOSED_CASES = [(c, o) for c in ("gru", "mgu", "mgu_no_reset") for o in ("plain", "lengths_reverse", "truncate")]
+RESET_AFTER = {"gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "mgu_no_reset": functools.partial(jaxrnn.mgu, reset_gate=False)}
 
 
 @pytest.mark.parametrize(("name", "option"), TRANSPOSED_CASES, ids=[f"{o}-{n}" for n, o in TRANSPOSED_CASES])
 def test_transposed_reset_after_inference_equals_reference(name, option):
   """At 8 < H < 16 with 32 rows or more the GRU's and the MGU's inference run their step transposed
-  (fused._transposed_reset_after), with a recurrent mask here too; the reference path's cell runs untransposed."""
-  h, b = 12, 32
+  (fused._transposed_reset_after), lengths or not (the step is the scan's); the reference path's cell runs
+  untransposed."""
   rule = fused._transposed_reset_after
-  assert rule(b, h) and not rule(b, 16) and not rule(16, h)
-  mask = jnp.asarray((np.random.default_rng(6).random((b, h)) > 0.3) / 0.7, jnp.float32)
-  make = {"gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "mgu_no_reset": functools.partial(jaxrnn.mgu, reset_gate=False)}
-  cell = jaxrnn.with_recurrent_mask(make[name](h), mask)
-  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 7)
-  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 8, scale=1.0)
-  carry = random_tree(jax.ShapeDtypeStruct((b, h), jnp.float32), 9)
-  kwargs = dict(OPTIONS[option])
-  if "lengths" in kwargs:
-    kwargs["lengths"] = jnp.asarray(np.random.default_rng(10).integers(0, T + 1, b), jnp.int32)
-  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
-  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
-  assert rel_err(got, want) <= OUT_TOL
+  assert rule(32, 12) and not rule(32, 16) and not rule(16, 12)
+  jaxpr = wide_batch_inference_jaxpr(RESET_AFTER[name], option, seed=6)
   # The transposed step is the one taken: one product whose result has the gates first, (4 H, B) or (3 H, B).
-  assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1], params) == [1]
-  jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry)[1])(params))
-  assert f"f32[{(4 if name == 'gru' else 3) * h},{b}] = dot_general" in jaxpr
+  assert f"f32[{(4 if name == 'gru' else 3) * 12},32] = dot_general" in jaxpr
 
 
 TRANSPOSED_LSTM_CASES = [
@@ -789,24 +794,12 @@ TRANSPOSED_LSTMS = {
 
 @pytest.mark.parametrize(("name", "option"), TRANSPOSED_LSTM_CASES, ids=[f"{o}-{n}" for n, o in TRANSPOSED_LSTM_CASES])
 def test_transposed_lstm_inference_equals_reference(name, option):
-  """At H < 16 with 32 rows or more the LSTM's inference scans on transposed arrays (fused._transposed_lstm), with a
-  recurrent mask here too; with lengths it keeps its untransposed step."""
-  h, b = 12, 32
-  assert fused._transposed_lstm(b, h) and not fused._transposed_lstm(b, 16) and not fused._transposed_lstm(16, h)
-  mask = jnp.asarray((np.random.default_rng(11).random((b, h)) > 0.3) / 0.7, jnp.float32)
-  cell = jaxrnn.with_recurrent_mask(jaxrnn.lstm(h, **TRANSPOSED_LSTMS[name]), mask)
-  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 12)
-  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 13, scale=1.0)
-  carry = random_tree(jax.eval_shape(lambda: cell.initial_carry((b,))), 14)
-  kwargs = dict(OPTIONS[option])
-  if "lengths" in kwargs:
-    kwargs["lengths"] = jnp.asarray(np.random.default_rng(15).integers(0, T + 1, b), jnp.int32)
-  got = jax.jit(lambda p, xs, c: jaxrnn.unroll(cell, p, xs, c, **kwargs))(params, xs, carry)
-  want = jaxrnn.unroll(cell, params, xs, carry, impl="reference", **kwargs)
-  assert rel_err(got, want) <= OUT_TOL
-  jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, carry, **kwargs)[1])(params))
-  gates = (4 if name in ("plain", "peepholes") else 3) * h
-  assert (f"f32[{gates},{b}] = dot_general" in jaxpr) == ("lengths" not in kwargs)
+  """At H < 16 with 32 rows or more the LSTM's inference scans on transposed arrays (fused._transposed_lstm); with
+  lengths it keeps its untransposed step (the whole scan is transposed, and lengths select carries per row)."""
+  assert fused._transposed_lstm(32, 12) and not fused._transposed_lstm(32, 16) and not fused._transposed_lstm(16, 12)
+  jaxpr = wide_batch_inference_jaxpr(functools.partial(jaxrnn.lstm, **TRANSPOSED_LSTMS[name]), option, seed=11)
+  gates = (4 if name in ("plain", "peepholes") else 3) * 12
+  assert (f"f32[{gates},32] = dot_general" in jaxpr) == ("lengths" not in OPTIONS[option])
 
 
 @pytest.mark.parametrize("proj_size", [None, 5])
