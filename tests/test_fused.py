@@ -812,3 +812,24 @@ def test_transposed_lstm_is_not_taken_with_a_projection_or_in_the_engine(proj_si
   assert transposed == (proj_size is None)
   with fused.two_products_per_step():  # as the experiments' engine evaluates: the training step's products
     assert scan_products(lambda p: jaxrnn.unroll(cell, p, xs), params) == [2 if proj_size is None else 3]
+
+
+@pytest.mark.parametrize("name", ["gru", "mgu", "lstm_peepholes"])
+def test_transposed_inference_under_vmap_batch_major_and_unrolled(name):
+  """The transposed steps (fused._transposed_reset_after, fused._transposed_lstm) with the batch axis second and two
+  steps per iteration, and under vmap (each example's 32 rows transposed), equal the reference path."""
+  make = {"gru": jaxrnn.gru, "mgu": jaxrnn.mgu, "lstm_peepholes": functools.partial(jaxrnn.lstm, peepholes=True)}
+  cell, b = make[name](12), 32
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 16)
+  xs = random_tree(jax.ShapeDtypeStruct((3, b, T, I), jnp.float32), 17, scale=1.0)
+  kwargs = {"time_major": False, "unroll": 2}
+  got = jax.jit(lambda p, xs: jaxrnn.unroll(cell, p, xs, **kwargs))(params, xs[0])
+  assert rel_err(got, jaxrnn.unroll(cell, params, xs[0], impl="reference", **kwargs)) <= OUT_TOL
+  mapped = jax.jit(jax.vmap(lambda xs: jaxrnn.unroll(cell, params, xs, time_major=False)[1]))(xs)
+  for k in range(3):
+    want = jaxrnn.unroll(cell, params, xs[k], time_major=False, impl="reference")[1]
+    assert rel_err(mapped[k], want) <= OUT_TOL
+  gates = {"gru": 4, "mgu": 3, "lstm_peepholes": 4}[name] * 12
+  assert f"f32[{gates},{b}] = dot_general" in str(
+    jax.make_jaxpr(lambda xs: jaxrnn.unroll(cell, params, xs[0], **kwargs))(xs)
+  )
