@@ -230,9 +230,9 @@ def build_model(cfg: Config, task: Task) -> Model:
   def apply_fn(params: ModelParams, inputs: Array) -> tuple[Array, Array]:
     p_cell, xs, one_hot = cell_inputs(params, inputs)
     # Activations start at zero for every sequence (the paper resets them at each sequence start). The fast
-    # path's chunks are sized for one sequence, not for every vmapped trial and sequence, and the LSTM's
-    # evaluations take two products per step, as when the committed rows were made: both change the order in
-    # which sums are taken (weight gradients, and the test scores' gate inputs).
+    # path's chunks are sized for one sequence, not for every vmapped trial and sequence, and evaluations take the
+    # training step's products (no one-product or transposed steps), as when the committed rows were made: both
+    # change the order in which sums are taken (weight gradients, and the test scores' gate inputs).
     with fused.chunks_per_example(), fused.two_products_per_step():
       _, hs = jaxrnn.unroll(cell, p_cell, xs, impl=impl)
     if one_hot is not None:

@@ -859,9 +859,10 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unr
   if infer is not None and kernel.transposed is not None and not masked and r is None and g is None:
     tstep = kernel.transposed(p, x.shape[1])
   if tstep is not None:  # the whole scan on transposed arrays: no transposes inside the loop
+    mt = None if m is None else m.T
 
     def tbody(carry, x_t):
-      return tstep(p, carry, x_t, None if m is None else m.T)
+      return tstep(p, carry, x_t, mt)
 
     carry, ys = jax.lax.scan(
       tbody, jax.tree.map(jnp.transpose, carry), jnp.swapaxes(x, 1, 2), reverse=reverse, unroll=unroll
@@ -877,7 +878,8 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unr
     if g_t is not None:
       carry_in = jax.tree.map(jnp.multiply, g_t, carry_in)
     # The input projection stays inside the step: on XLA CPU, reading a step's slice of a
-    # precomputed (K, B, G) projection inside the gate fusions was slower than a small product.
+    # precomputed (K, B, G) projection inside the gate fusions was slower than a small product
+    # (the fusion that reads the slice came out unvectorised: python -m benchmarks.vectorised).
     new, y, saved = step(p, carry_in, x_t, m)
     if masked:  # padding steps pass the carry through, not reset
       new = _select(v[:, None], new, carry)
@@ -1055,9 +1057,10 @@ _TWO_PRODUCTS = contextvars.ContextVar("jaxrnn_fused_two_products_per_step", def
 @contextlib.contextmanager
 def two_products_per_step() -> Iterator[None]:
   """While tracing within it, the LSTM's, the GRU's and the MGU's inference take the products of their training
-  step (:func:`_xh`), as before :func:`_xh_joint` and :func:`_reset_after_infer`. The experiments' engine evaluates
-  its models under it, so that the test scores of the committed rows are computed as when they were made (one
-  product sums in another order)."""
+  step (:func:`_xh`): no one-product step (:func:`_xh_joint`, :func:`_reset_after_infer`) and no transposed one
+  (:func:`_transposed_lstm`, :func:`_transposed_reset_after`). The experiments' engine evaluates its models under
+  it, so that the test scores of the committed rows are computed as when they were made (those steps sum in
+  another order)."""
   token = _TWO_PRODUCTS.set(True)
   try:
     yield
