@@ -1,4 +1,4 @@
-"""What does ``jaxrnn.unroll``'s ``mask`` cost next to ``lengths``?
+"""What do ``jaxrnn.unroll``'s ``mask``, and ``reverse`` with ``lengths``, cost next to ``lengths``?
 
 Usage::
 
@@ -9,7 +9,9 @@ a right-padded sequence, and moving the outputs back. This times, in one process
 :func:`benchmarks.timing.measure` (interleaved blocks), the training step (forward and backward, loss
 ``mean(ys ** 2)``) and the forward pass with: every step of every sequence (``full``), ``lengths`` (each
 sequence's length drawn from ``[T/2, T]``), the same steps as a ``mask`` (a prefix of each sequence), and a
-``mask`` that also drops a quarter of the steps inside the sequences. It first checks that ``lengths`` and the
+``mask`` that also drops a quarter of the steps inside the sequences, and ``lengths`` with ``reverse=True``
+(each sequence's valid steps reversed before a forward scan and its outputs after: :func:`jaxrnn.reverse_valid`,
+a permutation of the steps like the mask's). It first checks that ``lengths`` and the
 prefix mask give the same outputs and gradients, then prints medians in milliseconds and each mask's time over
 the ``lengths`` time, and then XLA's temporary memory of each training step (above glibc's 32 MiB mmap threshold
 a step takes fresh pages on every call: ``python -m benchmarks.page_faults``).
@@ -26,7 +28,7 @@ import numpy as np
 
 from benchmarks import models, timing
 
-VARIANTS = ("full", "lengths", "prefix mask", "mask with gaps")
+VARIANTS = ("full", "lengths", "prefix mask", "mask with gaps", "reversed lengths")
 
 
 def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> dict[str, float]:
@@ -43,6 +45,7 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
     "lengths": {"lengths": jnp.asarray(lengths)},
     "prefix mask": {"mask": jnp.asarray(prefix)},
     "mask with gaps": {"mask": jnp.asarray(gaps)},
+    "reversed lengths": {"lengths": jnp.asarray(lengths), "reverse": True},
   }
   variants = {name: (cell, kwargs) for name, kwargs in options.items()}
   for name, kwargs in options.items():  # XLA's temporary memory of each training step

@@ -340,6 +340,67 @@ def test_mask_gradients_fast_path_equal_reference_and_skip_the_masked_inputs(nam
   assert np.all(np.abs(np.asarray(fused[1])[MASK]).sum(-1) > 0)
 
 
+@pytest.mark.parametrize("batch_shape", [(), (3,), (2, 3)], ids=["unbatched", "one_batch_axis", "two_batch_axes"])
+def test_permute_steps_derivatives_equal_the_gathers(batch_shape):
+  """The permutation of steps (mask, reversed lengths) has the gather's derivatives in every mode, in float64."""
+  from jaxrnn._src import unroll as unroll_lib
+
+  rng = np.random.default_rng(3)
+  n = math.prod(batch_shape)
+  idx = np.stack([rng.permutation(T) for _ in range(n)], 1).reshape((T, *batch_shape))
+  idx, inv = jnp.asarray(idx), jnp.asarray(np.argsort(idx, axis=0))
+  with jax.enable_x64(True):
+    a = jnp.asarray(rng.standard_normal((T, *batch_shape, 2)))
+    w = jnp.asarray(rng.standard_normal(a.shape))
+    got = lambda a: jnp.sum(w * jnp.sin(unroll_lib.permute_steps(a, idx, inv)))  # noqa: E731
+    want = lambda a: jnp.sum(w * jnp.sin(jnp.take_along_axis(a, idx.reshape(idx.shape + (1,)), axis=0)))  # noqa: E731
+    transforms = {
+      "grad": (jax.grad, a),
+      "jvp": (lambda f: lambda a: jax.jvp(f, (a,), (w,)), a),
+      "hessian": (jax.hessian, a),
+      "vmap of grad": (lambda f: jax.vmap(jax.grad(f)), jnp.stack([a, 2.0 * a])),
+    }
+    for name, (transform, arg) in transforms.items():
+      chex.assert_trees_all_close(
+        transform(got)(arg), transform(want)(arg), rtol=1e-12, atol=1e-12, custom_message=name
+      )
+    np.testing.assert_array_equal(unroll_lib.permute_steps(unroll_lib.permute_steps(a, idx, inv), inv, idx), a)
+
+
+@pytest.mark.parametrize("option", ["mask", "reversed lengths"])
+def test_mask_and_reversed_lengths_gradients_gather_and_equal_each_sequence_alone(option):
+  """Reverse mode moves the steps back by gathers, with no scatter-add into a zeroed (T, B, H) buffer (which lifted
+  a training step over glibc's mmap threshold: benchmarks.mask), and its gradients are each sequence's alone."""
+  cell, params = CELLS["gru"], PARAMS["gru"]
+  rng = np.random.default_rng(9)
+  B = MASK.shape[1]
+  xs = jnp.asarray(rng.standard_normal((T, B, I)), jnp.float32)
+  w_ys = jnp.asarray(rng.standard_normal((T, B, 3)), jnp.float32)
+  lengths = np.array([T, 4, 1, 0], np.int32)
+  if option == "mask":
+    kwargs, keeps = {"mask": jnp.asarray(MASK)}, [np.flatnonzero(MASK[:, b]) for b in range(B)]
+  else:
+    kwargs, keeps = {"lengths": jnp.asarray(lengths), "reverse": True}, [np.arange(L) for L in lengths]
+
+  def loss(params, xs):
+    return jnp.sum(w_ys * jaxrnn.unroll(cell, params, xs, **kwargs)[1])
+
+  def each_alone(params, xs):
+    total = 0.0
+    for b, steps in enumerate(keeps):
+      if steps.size:
+        seq = xs[steps, b][::-1] if option != "mask" else xs[steps, b]
+        ys = jaxrnn.unroll(cell, params, seq[:, None])[1][:, 0]
+        total = total + jnp.sum(w_ys[steps, b] * (ys[::-1] if option != "mask" else ys))
+    return total
+
+  grad = jax.grad(loss, (0, 1))
+  chex.assert_trees_all_close(jax.jit(grad)(params, xs), jax.grad(each_alone, (0, 1))(params, xs), **TOL)
+  primitives = {str(e.primitive) for e in jax.make_jaxpr(grad)(params, xs).jaxpr.eqns}
+  assert "gather" in primitives
+  assert not any("scatter" in p for p in primitives), primitives
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_prefix_mask_equals_lengths(name):
   cell, params = CELLS[name], PARAMS[name]
