@@ -36,6 +36,7 @@ from jaxrnn._src.layers import with_recurrent_mask as with_recurrent_mask
 from jaxrnn._src.lstm1997 import LSTM1997Carry as LSTM1997Carry
 from jaxrnn._src.lstm1997 import LSTM1997Params as LSTM1997Params
 from jaxrnn._src.lstm1997 import lstm1997 as lstm1997
+from jaxrnn._src.memory import tune_malloc as tune_malloc
 from jaxrnn._src.unroll import default_unroll as default_unroll
 from jaxrnn._src.unroll import reverse_valid as reverse_valid
 from jaxrnn._src.unroll import unroll as unroll

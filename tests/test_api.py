@@ -44,6 +44,7 @@ PUBLIC = {
   "unroll",
   "reverse_valid",
   "default_unroll",
+  "tune_malloc",
   # layers and readouts
   "rnn",
   "stacked",

@@ -1,0 +1,111 @@
+"""What does ``jaxrnn.tune_malloc()`` change for training steps whose temporary memory is above glibc's mmap threshold?
+
+Usage::
+
+  python -m benchmarks.malloc [--shapes 64x100x32x128,16x1000x8x64] [--rounds 7]
+
+For each shape, the training steps (forward and backward, loss ``mean(ys ** 2)``) of: one LSTM layer (``lstm``), a
+bidirectional LSTM and a bidirectional GRU with each sequence's ``lengths`` drawn from ``[T/2, T]`` (``bi-lstm
+lengths``, ``bi-gru lengths``; ``jaxrnn.bidirectional``), and PyTorch's bidirectional ``nn.LSTM`` over the same
+sequences packed by length (``torch bi-lstm packed``). They are timed in one process with
+:func:`benchmarks.timing.measure` (interleaved blocks), with the minor page faults per call (``getrusage``) and
+XLA's temporary memory per call, first with glibc's malloc as it comes, then again after
+:func:`jaxrnn.tune_malloc` (which cannot be undone, so the default comes first in every run; the load average is
+printed before, between and after).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn
+from benchmarks import models, timing
+from benchmarks.page_faults import minor_faults_per_call, temp_mib
+
+CONTESTANTS = ("lstm", "bi-lstm lengths", "bi-gru lengths", "torch bi-lstm packed")
+
+
+def jax_steps(B: int, T: int, I: int, H: int, lengths: np.ndarray) -> tuple[dict[str, models.Call], dict[str, float]]:
+  """jaxrnn's training steps (blocking calls) and XLA's temporary MiB of each."""
+  xs = jnp.asarray(models.make_inputs(B, T, I))
+  lens = jnp.asarray(lengths)
+  layers: dict[str, tuple[Any, dict[str, Any]]] = {
+    "lstm": (jaxrnn.rnn(jaxrnn.lstm(H)), {}),
+    "bi-lstm lengths": (jaxrnn.bidirectional(jaxrnn.lstm(H), jaxrnn.lstm(H)), {"lengths": lens}),
+    "bi-gru lengths": (jaxrnn.bidirectional(jaxrnn.gru(H), jaxrnn.gru(H)), {"lengths": lens}),
+  }
+  calls, temps = {}, {}
+  for name, (layer, kwargs) in layers.items():
+    params = layer.init(jax.random.key(0), I)
+    grad, fwd = models.step_and_forward(lambda p, x, layer=layer, kwargs=kwargs: layer.apply(p, x, **kwargs)[1])
+    calls[name] = models.blocking_calls(grad, fwd, params, xs)[0]
+    temps[name] = temp_mib(grad, params, xs)
+  return calls, temps
+
+
+def torch_step(B: int, T: int, I: int, H: int, lengths: np.ndarray) -> models.Call:
+  """PyTorch's bidirectional LSTM over the packed sequences: forward, ``mean(ys ** 2)`` over the valid steps,
+  backward."""
+  import torch
+
+  module = torch.nn.LSTM(I, H, bidirectional=True)
+  x = torch.from_numpy(models.make_inputs(B, T, I))
+  lens = torch.from_numpy(lengths.astype(np.int64))
+  parameters = list(module.parameters())
+
+  def call() -> None:
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, enforce_sorted=False)
+    ys, _ = torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], total_length=T)
+    loss = (ys**2).mean()
+    torch.autograd.grad(loss, parameters)
+
+  return call
+
+
+def measure(calls: dict[str, models.Call], rounds: int) -> dict[str, tuple[float, float]]:
+  faults = {name: minor_faults_per_call(fn) for name, fn in calls.items()}
+  times = timing.measure(calls, rounds=rounds, block_s=0.25)
+  return {name: (times[name], faults[name]) for name in calls}
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = timing.shape_arguments("malloc", __doc__, "64x100x32x128,16x1000x8x64")
+  args = p.parse_args(argv)
+  import torch
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
+  shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+  steps, temps = {}, {}
+  for B, T, I, H in shapes:
+    lengths = np.random.default_rng(0).integers(T // 2, T + 1, B).astype(np.int32)
+    calls, temps[(B, T, I, H)] = jax_steps(B, T, I, H, lengths)
+    calls["torch bi-lstm packed"] = torch_step(B, T, I, H, lengths)
+    steps[(B, T, I, H)] = calls
+  results: dict[str, dict[tuple[int, ...], dict[str, tuple[float, float]]]] = {}
+  for phase in ("default", "tuned"):
+    if phase == "tuned" and not jaxrnn.tune_malloc():
+      raise SystemExit("jaxrnn.tune_malloc() changed nothing: the C library is not glibc")
+    print(f"load average (1 min) before the {phase} phase: {timing.load_average():.2f}", flush=True)
+    results[phase] = {shape: measure(calls, args.rounds) for shape, calls in steps.items()}
+  print(f"load average (1 min) at the end: {timing.load_average():.2f}")
+  print()
+  print("| step | B,T,I,H | temp MiB | default ms | default faults | tuned ms | tuned faults | tuned / default |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
+  for shape, calls in steps.items():
+    for name in calls:
+      (t0, f0), (t1, f1) = results["default"][shape][name], results["tuned"][shape][name]
+      temp = temps[shape].get(name)
+      print(
+        f"| {name} | {','.join(map(str, shape))} | {'-' if temp is None else f'{temp:.1f}'} | {t0 * 1e3:.2f} | "
+        f"{f0:,.0f} | {t1 * 1e3:.2f} | {f1:,.0f} | {t1 / t0:.2f} |"
+      )
+
+
+if __name__ == "__main__":
+  main()
