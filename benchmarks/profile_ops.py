@@ -3,6 +3,7 @@
 Usage::
 
   python -m benchmarks.profile_ops [--trials 128] [--sequences 100] [--impls auto,reference] [--top 12]
+  python -m benchmarks.profile_ops --step lstm:16x1000x8x64:train [--impls auto] [--top 25]
 
 Builds ``benchmarks.sweep``'s program (online training of the 1997 paper's adding net, ``--trials`` trials
 vmapped, ``--sequences`` sequences of 100 steps each) with ``jaxrnn.unroll(impl=...)`` for each of ``--impls``,
@@ -11,6 +12,10 @@ product, a copy), the time of its events over the calls (``jax.profiler.ProfileD
 total of the operations' times per call, the number of operation executions, and the ``--top`` operations by
 time per call, each with its executions per sequence (about 100 for one inside the loop over steps, 1 for one
 run once per sequence), microseconds per execution and its result shape from the compiled HLO.
+
+With ``--step CELL:BxTxIxH:MODE`` it profiles ``benchmarks.run``'s training step (``MODE`` ``train``) or forward
+pass (``infer``) of ``jaxrnn.unroll`` for one cell and shape instead, per call of that program; its executions
+are then counted per call, not per sequence.
 
 The profiler adds a microsecond or so to every execution, so the totals exceed the program's own time: they
 rank operations and compare paths; ``python -m benchmarks.run --sections sweep`` times the program itself.
@@ -23,10 +28,12 @@ import collections
 import glob
 import re
 import tempfile
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from benchmarks import sweep
+from benchmarks import models, sweep
 
 T = 100
 
@@ -36,9 +43,24 @@ def shapes(hlo: str) -> dict[str, str]:
   return {m.group(1): m.group(2) for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = (\S+?\[[^\]]*\])", hlo, re.M)}
 
 
-def profile(impl: str, trials: int, sequences: int, calls: int = 3) -> tuple[dict[str, float], dict[str, int], str]:
-  """``(ms per call by operation, executions per call by operation, compiled HLO)`` of the sweep program."""
-  program, args = sweep.jaxrnn_parts(trials, sequences, T, impl=impl)
+def step_parts(step: str, impl: str) -> tuple[Any, tuple[Any, ...]]:
+  """``(jitted function, args)`` of ``CELL:BxTxIxH:MODE``: ``jaxrnn.unroll``'s training step or forward pass."""
+  cell_name, shape, mode = step.split(":")
+  if mode not in ("train", "infer"):
+    raise SystemExit(f"--step's mode must be train or infer, got {mode!r}")
+  B, T_, I, H = (int(v) for v in shape.split("x"))
+  cell = models.jaxrnn_cell(cell_name, H)
+  params = cell.init(jax.random.key(0), I)
+  grad, fwd = models.unroll_step_and_forward(cell, impl=impl)
+  return (grad if mode == "train" else fwd), (params, jnp.asarray(models.make_inputs(B, T_, I)))
+
+
+def profile(
+  impl: str, trials: int, sequences: int, calls: int = 3, step: str | None = None
+) -> tuple[dict[str, float], dict[str, int], str]:
+  """``(ms per call by operation, executions per call by operation, compiled HLO)`` of the sweep program (or of
+  ``step``'s, see :func:`step_parts`)."""
+  program, args = sweep.jaxrnn_parts(trials, sequences, T, impl=impl) if step is None else step_parts(step, impl)
   compiled = program.lower(*args).compile()  # the executable profiled, and its HLO for the shapes
   jax.block_until_ready(compiled(*args))  # warm up
   with tempfile.TemporaryDirectory() as d:
@@ -67,19 +89,24 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--sequences", type=int, default=100, help="sequences per trial in one call")
   p.add_argument("--impls", default="auto,reference", help="jaxrnn.unroll impl= values, comma-separated")
   p.add_argument("--top", type=int, default=12, help="operations listed per path")
+  p.add_argument("--step", default=None, help="CELL:BxTxIxH:train|infer, a jaxrnn.unroll step instead of the sweep")
   args = p.parse_args(argv)
-  print(f"{args.trials} trials x {args.sequences} sequences of {T} steps per call; ms per call")
+  per = 1 if args.step else args.sequences  # executions are counted per call of a step, per sequence of the sweep
+  unit = "call" if args.step else "sequence"
+  if args.step:
+    print(f"{args.step}; ms per call")
+  else:
+    print(f"{args.trials} trials x {args.sequences} sequences of {T} steps per call; ms per call")
   for impl in args.impls.split(","):
-    ms, count, hlo = profile(impl, args.trials, args.sequences)
+    ms, count, hlo = profile(impl, args.trials, args.sequences, calls=20 if args.step else 3, step=args.step)
     shape = shapes(hlo)
     total, execs = sum(ms.values()), sum(count.values())
-    per_seq = execs / args.sequences
-    print(f"\n{impl}: operations {total:.1f} ms per call, {execs} executions ({per_seq:.0f} per sequence)")
-    print("| operation | ms per call | per sequence | us each | shape |")
+    print(f"\n{impl}: operations {total:.1f} ms per call, {execs} executions ({execs / per:.0f} per {unit})")
+    print(f"| operation | ms per call | per {unit} | us each | shape |")
     print("|---|---:|---:|---:|---|")
     for name, t in sorted(ms.items(), key=lambda kv: -kv[1])[: args.top]:
       n = max(count[name], 1)
-      print(f"| {name} | {t:.2f} | {n / args.sequences:.0f} | {t / n * 1e3:.1f} | {shape.get(name, '?')} |")
+      print(f"| {name} | {t:.2f} | {n / per:.0f} | {t / n * 1e3:.1f} | {shape.get(name, '?')} |")
 
 
 if __name__ == "__main__":
