@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
   print()
   print("| step | B,T,I,H | temp MiB | default ms | default faults | tuned ms | tuned faults | tuned / default |")
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
-  for shape, calls in steps.items():
-    for name in calls:
+  for shape in steps:
+    for name in CONTESTANTS:
       (t0, f0), (t1, f1) = results["default"][shape][name], results["tuned"][shape][name]
       temp = temps[shape].get(name)
       print(

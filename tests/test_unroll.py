@@ -396,9 +396,9 @@ def test_mask_and_reversed_lengths_gradients_gather_and_equal_each_sequence_alon
 
   grad = jax.grad(loss, (0, 1))
   chex.assert_trees_all_close(jax.jit(grad)(params, xs), jax.grad(each_alone, (0, 1))(params, xs), **TOL)
-  primitives = {str(e.primitive) for e in jax.make_jaxpr(grad)(params, xs).jaxpr.eqns}
-  assert "gather" in primitives
-  assert not any("scatter" in p for p in primitives), primitives
+  program = str(jax.make_jaxpr(grad)(params, xs))  # with every nested jaxpr
+  assert "gather" in program
+  assert "scatter" not in program
 
 
 @pytest.mark.parametrize("name", NAMES)
