@@ -381,7 +381,7 @@ def bidirectional(
   pass, about twice one layer's temporary memory: over glibc's 32 MiB mmap
   threshold, which costs fresh pages on every call, from (B, T, H) = (64,
   100, 128) for an LSTM. :func:`jaxrnn.tune_malloc` removes that cost
-  (bidirectional LSTM and GRU training 0.68x to 0.76x the time in ``python -m
+  (bidirectional LSTM and GRU training 0.69x to 0.73x the time in ``python -m
   benchmarks.malloc``).
   """
   base.check_choice("merge", merge, MERGES)
