@@ -196,7 +196,9 @@ def reverse_valid(xs: Array, lengths: Array) -> Array:
 
   Returns:
     ``(T, *batch, F)`` with ``out[t, b] = xs[lengths[b] - 1 - t, b]`` for
-    ``t < lengths[b]`` and ``xs[t, b]`` otherwise. It is its own inverse.
+    ``t < lengths[b]`` and ``xs[t, b]`` otherwise. It is its own inverse, and
+    so is its derivative: reverse mode moves the cotangents back by the same
+    gather, with no scatter (:func:`permute_steps`).
   """
   T = xs.shape[0]
   lengths = jnp.clip(lengths, 0, T)
