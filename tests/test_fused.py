@@ -794,12 +794,24 @@ TRANSPOSED_LSTMS = {
 
 @pytest.mark.parametrize(("name", "option"), TRANSPOSED_LSTM_CASES, ids=[f"{o}-{n}" for n, o in TRANSPOSED_LSTM_CASES])
 def test_transposed_lstm_inference_equals_reference(name, option):
-  """At H < 16 with 32 rows or more the LSTM's inference scans on transposed arrays (fused._transposed_lstm); with
-  lengths it keeps its untransposed step (the whole scan is transposed, and lengths select carries per row)."""
+  """At H < 16 with 32 rows or more the LSTM's inference scans on transposed arrays (fused._transposed_lstm), with
+  lengths too (each column's carry held through its padding)."""
   assert fused._transposed_lstm(32, 12) and not fused._transposed_lstm(32, 16) and not fused._transposed_lstm(16, 12)
   jaxpr = wide_batch_inference_jaxpr(functools.partial(jaxrnn.lstm, **TRANSPOSED_LSTMS[name]), option, seed=11)
   gates = (4 if name in ("plain", "peepholes") else 3) * 12
-  assert (f"f32[{gates},32] = dot_general" in jaxpr) == ("lengths" not in OPTIONS[option])
+  assert f"f32[{gates},32] = dot_general" in jaxpr
+
+
+def test_transposed_lstm_inference_with_a_mask_equals_reference():
+  """A mask runs as lengths after moving the kept steps forward (jaxrnn.unroll): transposed too, and equal."""
+  cell, h, b = jaxrnn.lstm(12, peepholes=True), 12, 32
+  params = random_tree(jax.eval_shape(lambda k: cell.init(k, I), jax.random.key(0)), 21)
+  xs = random_tree(jax.ShapeDtypeStruct((T, b, I), jnp.float32), 22, scale=1.0)
+  mask = jnp.asarray(np.random.default_rng(23).random((T, b)) < 0.6)
+  got = jax.jit(lambda p, xs: jaxrnn.unroll(cell, p, xs, mask=mask))(params, xs)
+  assert rel_err(got, jaxrnn.unroll(cell, params, xs, mask=mask, impl="reference")) <= OUT_TOL
+  jaxpr = str(jax.make_jaxpr(lambda p: jaxrnn.unroll(cell, p, xs, mask=mask)[1])(params))
+  assert f"f32[{4 * h},{b}] = dot_general" in jaxpr
 
 
 @pytest.mark.parametrize("proj_size", [None, 5])

@@ -90,9 +90,10 @@ class Kernel(NamedTuple):
       ``rows`` is how many rows the step's products hold over every example an enclosing ``vmap`` runs. The
       derivative's forward pass always takes ``step``, so training computes the same numbers either way.
     transposed: None, or ``(params, B) -> None or transposed_step``: where it gives a step, a sequence evaluated
-      without derivatives, with no lengths, mask, resets or decay, is scanned on transposed arrays, the carry's
-      leaves ``(F, B)`` and the inputs ``(K, I, B)``: ``transposed_step(params, carry, x_t, m) -> (carry, y)``
-      with ``m`` transposed too (``B``: the rows within one vmapped example).
+      without derivatives, with no resets or decay (lengths, and so masks, are fine: the scan holds each
+      column's carry through its padding), is scanned on transposed arrays, the carry's leaves ``(F, B)`` and
+      the inputs ``(K, I, B)``: ``transposed_step(params, carry, x_t, m) -> (carry, y)`` with ``m`` transposed
+      too (``B``: the rows within one vmapped example).
 
   ``m`` is the recurrent-dropout mask ``(B, H)`` or None: every recurrent product reads ``h * m`` (and its
   tangent ``dh * m``) instead of ``h``, through :func:`_masked`; the state's own update reads ``h``.
@@ -856,18 +857,25 @@ def _run(kernel, p, carry, x, valid, m, r=None, rc=None, g=None, *, reverse, unr
   carry-shaped tree of ``(K, B, F)`` factors that multiply the carry entering each step (after a reset)."""
   masked = valid is not None
   tstep = None
-  if infer is not None and kernel.transposed is not None and not masked and r is None and g is None:
+  if infer is not None and kernel.transposed is not None and r is None and g is None:
     tstep = kernel.transposed(p, x.shape[1])
   if tstep is not None:  # the whole scan on transposed arrays: no transposes inside the loop
     mt = None if m is None else m.T
 
-    def tbody(carry, x_t):
-      return tstep(p, carry, x_t, mt)
+    def tbody(carry, inp):
+      x_t, v = inp
+      new, y = tstep(p, carry, x_t, mt)
+      if masked:  # padding steps pass the carry through: a select of each (features, batch) leaf by column
+        new = jax.tree.map(lambda n, o: jnp.where(v[None, :], n, o), new, carry)
+      return new, y
 
     carry, ys = jax.lax.scan(
-      tbody, jax.tree.map(jnp.transpose, carry), jnp.swapaxes(x, 1, 2), reverse=reverse, unroll=unroll
+      tbody, jax.tree.map(jnp.transpose, carry), (jnp.swapaxes(x, 1, 2), valid), reverse=reverse, unroll=unroll
     )
-    return jax.tree.map(jnp.transpose, carry), jnp.swapaxes(ys, 1, 2), None
+    ys = jnp.swapaxes(ys, 1, 2)
+    if masked:
+      ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
+    return jax.tree.map(jnp.transpose, carry), ys, None
   step = kernel.step
   if infer is not None and kernel.infer_step is not None:
     step = functools.partial(kernel.infer_step, rows=infer)
