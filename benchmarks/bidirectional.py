@@ -20,7 +20,6 @@ benchmarks.malloc``).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -91,16 +90,9 @@ def time_shape(cell_name: str, B: int, T: int, I: int, H: int, rounds: int) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = timing.shape_arguments("bidirectional", __doc__, "64x100x32x128,16x1000x8x64,32x100x2x8")
-  p.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm,gru")
-  p.add_argument("--malloc", default="default", choices=timing.MALLOC_CHOICES, help="glibc's malloc setting")
+  p = timing.peer_arguments("bidirectional", __doc__, "64x100x32x128,16x1000x8x64,32x100x2x8", "lstm,gru")
   args = p.parse_args(argv)
-  timing.use_malloc(args.malloc)
-  import torch
-
-  torch.set_num_threads(os.cpu_count() or 1)
-  print("\n".join(f"{k}: {v}" for k, v in timing.describe_machine().items()))
-  print(f"load average (1 min): {timing.load_average():.2f}")
+  timing.start_with_peers(args)
   print("| cell | B,T,I,H | mode | jaxrnn | flax | torch | jaxrnn / faster peer |")
   print("|---|---:|---|---:|---:|---:|---:|")
   for cell_name, B, T, I, H in timing.cell_shapes(args.cells, args.shapes):

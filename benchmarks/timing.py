@@ -161,6 +161,24 @@ def shape_arguments(module: str, doc: str | None, shapes: str) -> argparse.Argum
   return p
 
 
+def peer_arguments(module: str, doc: str | None, shapes: str, cells: str) -> argparse.ArgumentParser:
+  """:func:`shape_arguments` with ``--cells`` (default ``cells``) and ``--malloc``, for benchmarks with PyTorch."""
+  p = shape_arguments(module, doc, shapes)
+  p.add_argument("--cells", default=cells, help=f"comma-separated subset of {cells}")
+  p.add_argument("--malloc", default="default", choices=MALLOC_CHOICES, help="glibc's malloc setting")
+  return p
+
+
+def start_with_peers(args: argparse.Namespace) -> None:
+  """Applies ``--malloc`` (:func:`use_malloc`), gives PyTorch every core, and prints the machine and its load."""
+  use_malloc(args.malloc)
+  import torch
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  print("\n".join(f"{k}: {v}" for k, v in describe_machine().items()))
+  print(f"load average (1 min): {load_average():.2f}")
+
+
 def cell_shapes(cells: str, shapes: str) -> Iterator[tuple[str, int, int, int, int]]:
   """``(cell, B, T, I, H)`` for every comma-separated cell and ``BxTxIxH`` shape of a command line, cell-major."""
   for cell_name in cells.split(","):
