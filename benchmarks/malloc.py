@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from benchmarks import models, timing
+from benchmarks import bidirectional, models, timing
 from benchmarks.page_faults import minor_faults_per_call, temp_mib
 
 CONTESTANTS = ("lstm", "2-layer lstm", "bi-lstm lengths", "bi-gru lengths", "torch bi-lstm packed")
@@ -55,25 +55,6 @@ def jax_steps(B: int, T: int, I: int, H: int, lengths: np.ndarray) -> tuple[dict
   return calls, temps
 
 
-def torch_step(B: int, T: int, I: int, H: int, lengths: np.ndarray) -> models.Call:
-  """PyTorch's bidirectional LSTM over the packed sequences: forward, ``mean(ys ** 2)`` over the valid steps,
-  backward."""
-  import torch
-
-  module = torch.nn.LSTM(I, H, bidirectional=True)
-  x = torch.from_numpy(models.make_inputs(B, T, I))
-  lens = torch.from_numpy(lengths.astype(np.int64))
-  parameters = list(module.parameters())
-
-  def call() -> None:
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, enforce_sorted=False)
-    ys, _ = torch.nn.utils.rnn.pad_packed_sequence(module(packed)[0], total_length=T)
-    loss = (ys**2).mean()
-    torch.autograd.grad(loss, parameters)
-
-  return call
-
-
 def measure(calls: dict[str, models.Call], rounds: int) -> dict[str, tuple[float, float]]:
   faults = {name: minor_faults_per_call(fn) for name, fn in calls.items()}
   times = timing.measure(calls, rounds=rounds, block_s=0.25)
@@ -91,7 +72,7 @@ def run_phase(phase: str, shapes: list[tuple[int, ...]], rounds: int) -> dict[st
   for B, T, I, H in shapes:
     lengths = np.random.default_rng(0).integers(T // 2, T + 1, B).astype(np.int32)
     calls, temps = jax_steps(B, T, I, H, lengths)
-    calls["torch bi-lstm packed"] = torch_step(B, T, I, H, lengths)
+    calls["torch bi-lstm packed"] = bidirectional.torch_calls("lstm", models.make_inputs(B, T, I), H, lengths)[0]
     got = measure(calls, rounds)
     out[f"{B},{T},{I},{H}"] = {name: [*got[name], temps.get(name)] for name in CONTESTANTS}
   return out

@@ -40,13 +40,13 @@ def tune_malloc() -> bool:
   with fresh pages from the kernel, zeroed on first touch, and hands them back
   when the block is freed, so a program that needs a larger block pays for
   every page of it on every call. The training step of a bidirectional LSTM
-  with ``lengths`` at (B, T, I, H) = (64, 100, 32, 128) needs 46.5 MiB and took
-  49.9 ms as glibc comes, 36.6 ms after this call; two stacked LSTM layers and
-  bidirectional LSTMs and GRUs at that shape and at (16, 1000, 8, 64) trained
-  in 0.69x to 0.74x the time, one LSTM layer (25 to 30 MiB) in 0.96x and 0.97x
-  (``python -m benchmarks.malloc``, ``BENCHMARKS.md``). PyTorch's LSTM, which allocates its
-  tensors one by one, trained 1.2x to 1.6x faster with freed memory kept
-  (``python -m benchmarks.page_faults --malloc tuned``).
+  with ``lengths`` at (B, T, I, H) = (64, 100, 32, 128) needs 46.5 MiB and
+  took 49.9 ms as glibc comes, 36.6 ms after this call; two stacked LSTM
+  layers and bidirectional LSTMs and GRUs at that shape and at (16, 1000, 8,
+  64) trained in 0.69x to 0.74x the time, one LSTM layer (25 to 30 MiB) in
+  0.96x and 0.97x (``python -m benchmarks.malloc``, ``BENCHMARKS.md``).
+  PyTorch's LSTM, which allocates its tensors one by one, trained 1.2x to 1.6x
+  faster with freed memory kept (``python -m benchmarks.run --malloc tuned``).
 
   This sets, through glibc's ``mallopt``: no ``mmap`` for large blocks
   (``M_MMAP_MAX = 0``), freed memory at the top of the heap kept up to about 2
